@@ -1,0 +1,48 @@
+# scalp_ml: `make train` runs the CPU demo on synthetic data, `make test` runs the tests.
+# Both set everything up on a fresh machine (Python 3.11, pip registry access).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= data/synthetic
+N_IMAGES ?= 2000
+export NO_ALBUMENTATIONS_UPDATE := 1
+export WANDB_MODE ?= offline
+# pip warns about every package missing from this machine's local mirrors: noise, not errors.
+PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+
+.PHONY: install data train test test-slow lint format clean
+
+install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=python3.x (>= 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
+	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[dev]" $(PIP_QUIET)
+	touch $(STAMP)
+
+data: $(DATA)/.synthetic.json  ## generate the synthetic demo dataset (once)
+
+$(DATA)/.synthetic.json: | $(STAMP)
+	$(PY) -m scalp_ml.data.synthetic out_dir=$(DATA) n_images=$(N_IMAGES)
+
+train: install data  ## CPU demo: tiny model on the synthetic data, report in outputs/
+	$(PY) -m scalp_ml.train experiment=demo data.root=$(DATA)
+
+test: install  ## the default test suite (no network, no GPU)
+	$(PY) -m pytest
+
+test-slow: install  ## slow end-to-end checks (the demo's quality bar)
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""Networks: a timm backbone shared by six grading heads."""

@@ -1,0 +1,145 @@
+"""The run report: the study's Table 2 layout, confusion matrices and learning curves."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from scalp_ml.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from scalp_ml.labels import GRADES, INDICATOR_NAMES  # noqa: E402
+
+# The study's Table 2 (macro-F1) and its test Hamming accuracy: the numbers to beat.
+STUDY_MACRO_F1 = {
+    "val": dict(zip(INDICATOR_NAMES, (0.490, 0.506, 0.679, 0.343, 0.652, 0.491), strict=True)),
+    "test": dict(zip(INDICATOR_NAMES, (0.458, 0.517, 0.661, 0.311, 0.624, 0.526), strict=True)),
+}
+STUDY_OVERALL = {"val": 0.527, "test": 0.518}
+STUDY_TEST_HAMMING = 0.658
+
+Results = Mapping[str, Mapping[str, torch.Tensor]]
+
+
+def metrics_json(results: Results) -> dict[str, dict[str, Any]]:
+    """Plain numbers per stage: scalars as floats, confusion matrices as nested lists."""
+    return {
+        stage: {key: value.tolist() for key, value in values.items()}
+        for stage, values in results.items()
+    }
+
+
+def table2_markdown(results: Results) -> str:
+    """Per-indicator macro-F1 beside the study's, in the layout of its Table 2."""
+    stages = [stage for stage in ("val", "test") if stage in results]
+    header = "| indicator | " + " | ".join(f"{s} (ours) | {s} (study)" for s in stages) + " |"
+    lines = [header, "|---" * (1 + 2 * len(stages)) + "|"]
+    for name in (*INDICATOR_NAMES, "overall"):
+        cells = []
+        for stage in stages:
+            key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
+            study = STUDY_OVERALL[stage] if name == "overall" else STUDY_MACRO_F1[stage][name]
+            cells += [f"{float(results[stage][key]):.3f}", f"{study:.3f}"]
+        label = f"**{name}**" if name == "overall" else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def confusion_figure(results: Mapping[str, torch.Tensor], title: str) -> plt.Figure:
+    """2x3 grid of row-normalised 4x4 confusion matrices (rows: true grade)."""
+    figure, axes = plt.subplots(2, 3, figsize=(13, 8.5), constrained_layout=True)
+    for axis, name in zip(axes.flat, INDICATOR_NAMES, strict=True):
+        counts = results[f"confusion/{name}"].double()
+        rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+        axis.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+        for (row, column), rate in zip(torch.cartesian_prod(*[torch.arange(4)] * 2), rates.flatten(), strict=True):
+            color = "white" if rate > 0.5 else "black"
+            text = f"{rate:.2f}\n({int(counts[row, column])})"
+            axis.text(column, row, text, ha="center", va="center", color=color, fontsize=8)
+        axis.set(
+            title=f"{name} (macro-F1 {float(results[f'macro_f1/{name}']):.3f})",
+            xticks=range(4),
+            yticks=range(4),
+            xticklabels=GRADES,
+            yticklabels=GRADES,
+            xlabel="predicted",
+            ylabel="true",
+        )
+    figure.suptitle(title)
+    return figure
+
+
+def learning_curves_figure(metrics_csv: Path) -> plt.Figure:
+    """Train/val loss and val macro-F1 per epoch, from Lightning's CSV log."""
+    log = pd.read_csv(metrics_csv).groupby("epoch").last()
+    figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for column in ("train/loss", "val/loss"):
+        if column in log:
+            loss_axis.plot(log.index, log[column], marker="o", label=column)
+    loss_axis.set(xlabel="epoch", ylabel="focal loss", title="Loss")
+    loss_axis.legend()
+    if "val/macro_f1" in log:
+        f1_axis.plot(log.index, log["val/macro_f1"], marker="o", color="tab:green")
+    f1_axis.set(xlabel="epoch", ylabel="macro-F1", title="Validation overall macro-F1")
+    return figure
+
+
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """Writes a figure as PNG atomically and frees it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report(
+    out_dir: Path,
+    results: Results,
+    context: Mapping[str, Any],
+    metrics_csv: Path | None = None,
+) -> Path:
+    """Writes ``report.md``, ``metrics.json``, ``confusion_<stage>.png`` (and learning curves).
+
+    Args:
+        out_dir: Folder of the report (the run directory).
+        results: Per stage (``val``, ``test``), the output of ``GradingMetrics.compute``.
+        context: What the numbers belong to: checkpoint, split file, its hash, image counts.
+        metrics_csv: Lightning's CSV log, for the learning curves.
+
+    Returns:
+        The Markdown report's path.
+    """
+    atomic_write_text(
+        out_dir / "metrics.json",
+        json.dumps({"context": dict(context), **metrics_json(results)}, indent=2),
+    )
+    for stage, values in results.items():
+        save_figure(
+            confusion_figure(values, f"{stage} split, row-normalised"),
+            out_dir / f"confusion_{stage}.png",
+        )
+    sections = [
+        "# scalp_ml evaluation report",
+        "\n".join(f"- {key}: `{value}`" for key, value in context.items()),
+        "## Macro-F1 per indicator (study's Table 2 layout)",
+        table2_markdown(results),
+    ]
+    if "test" in results:
+        hamming = float(results["test"]["hamming_acc"])
+        sections.append(f"Test Hamming accuracy: **{hamming:.3f}** (study: {STUDY_TEST_HAMMING}).")
+    sections.append(
+        "## Confusion matrices\n\n"
+        + "\n".join(f"![{stage}](confusion_{stage}.png)" for stage in results)
+    )
+    if metrics_csv is not None and metrics_csv.is_file():
+        save_figure(learning_curves_figure(metrics_csv), out_dir / "learning_curves.png")
+        sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
+    return atomic_write_text(out_dir / "report.md", "\n\n".join(sections) + "\n")

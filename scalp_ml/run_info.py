@@ -1,0 +1,76 @@
+"""What makes a run reproducible, written beside its outputs: config, seed, split, versions, git."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from scalp_ml.data.splits import file_sha256
+from scalp_ml.io import atomic_write_text
+
+PACKAGES = (
+    "scalp_ml",
+    "torch",
+    "torchvision",
+    "lightning",
+    "timm",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "albumentations",
+    "opencv-python-headless",
+    "iterative-stratification",
+    "numpy",
+    "wandb",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (``None``: not installed)."""
+    versions: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def git_state(directory: Path) -> dict[str, Any]:
+    """Commit of the source checkout and whether it had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=directory, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def record_run(run_dir: Path, cfg: DictConfig, split_file: Path) -> dict[str, Any]:
+    """Writes ``config.yaml`` (resolved) and ``run_info.json`` into ``run_dir``."""
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    info = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "seed": cfg.seed,
+        "split_file": str(split_file),
+        "split_sha256": file_sha256(split_file),
+        "git": git_state(Path(__file__).parent),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+    }
+    atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
+    return info
