@@ -2,7 +2,7 @@
 # Both set everything up on a fresh machine (Python 3.11, pip registry access).
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -24,9 +24,7 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[dev]" $(PIP_QUIET)
 	touch $(STAMP)
 
-data: $(DATA)/.synthetic.json  ## generate the synthetic demo dataset (once)
-
-$(DATA)/.synthetic.json: | $(STAMP)
+data: install  ## generate the synthetic demo dataset (reused when already complete)
 	$(PY) -m scalp_ml.data.synthetic out_dir=$(DATA) n_images=$(N_IMAGES)
 
 train: install data  ## CPU demo: tiny model on the synthetic data, report in outputs/

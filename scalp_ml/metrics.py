@@ -42,8 +42,12 @@ class GradingMetrics(nn.Module):
         self.hamming.update(predictions.flatten(), grades.flatten())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """Scalars keyed ``macro_f1``, ``hamming_acc``, ``macro_f1/<indicator>`` and
-        ``f1/<indicator>/<grade>``, plus ``confusion/<indicator>`` (rows: true grade)."""
+        """The accumulated metrics.
+
+        Returns:
+            Scalars ``macro_f1``, ``hamming_acc``, ``macro_f1/<indicator>`` and
+            ``f1/<indicator>/<grade>``; 4x4 matrices ``confusion/<indicator>`` (rows: true grade).
+        """
         results: dict[str, torch.Tensor] = {}
         per_indicator = []
         for name, f1, confusion in zip(INDICATOR_NAMES, self.f1, self.confusion, strict=True):

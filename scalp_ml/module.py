@@ -49,7 +49,8 @@ class ScalpGrader(L.LightningModule):
                 f"Training loss is {loss.item()} at step {self.global_step} (batch "
                 f"{batch_index}); lower optimizer.lr or check the input data"
             )
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        size = len(batch["grades"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
@@ -63,7 +64,8 @@ class ScalpGrader(L.LightningModule):
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         logits = self(batch["image"])
         loss = self.loss(logits, batch["grades"])
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        size = len(batch["grades"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size)
         self.metrics[stage].update(logits, batch["grades"])
 
     def on_validation_epoch_end(self) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
 
-from scalp_ml.io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from scalp_ml.labels import GRADES, INDICATOR_NAMES  # noqa: E402
+from scalp_ml.io import atomic_write_bytes, atomic_write_text
+from scalp_ml.labels import GRADES, INDICATOR_NAMES
 
 # The study's Table 2 (macro-F1) and its test Hamming accuracy: the numbers to beat.
 STUDY_MACRO_F1 = {
@@ -60,7 +60,9 @@ def confusion_figure(results: Mapping[str, torch.Tensor], title: str) -> plt.Fig
         counts = results[f"confusion/{name}"].double()
         rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
         axis.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-        for (row, column), rate in zip(torch.cartesian_prod(*[torch.arange(4)] * 2), rates.flatten(), strict=True):
+        for (row, column), rate in zip(
+            torch.cartesian_prod(*[torch.arange(4)] * 2), rates.flatten(), strict=True
+        ):
             color = "white" if rate > 0.5 else "black"
             text = f"{rate:.2f}\n({int(counts[row, column])})"
             axis.text(column, row, text, ha="center", va="center", color=color, fontsize=8)
@@ -79,7 +81,9 @@ def confusion_figure(results: Mapping[str, torch.Tensor], title: str) -> plt.Fig
 
 def learning_curves_figure(metrics_csv: Path) -> plt.Figure:
     """Train/val loss and val macro-F1 per epoch, from Lightning's CSV log."""
-    log = pd.read_csv(metrics_csv).groupby("epoch").last()
+    log = pd.read_csv(metrics_csv)
+    trained = log.loc[log["train/loss"].notna(), "epoch"].unique()  # not the final re-evaluation
+    log = log[log["epoch"].isin(trained)].groupby("epoch").last()
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for column in ("train/loss", "val/loss"):
         if column in log:

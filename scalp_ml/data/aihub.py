@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 # PPPP_DEVICESERIAL_TIMESTAMPMS_N_RR, e.g. 0013_A2LEBJJDE00060O_1606386139601_3_TH
-IMAGE_NAME = re.compile(r"^(?P<site>\d{4})_(?P<device>[0-9A-Z]+)_(?P<timestamp>\d+)_(?P<shot>\d+)_(?P<region>[A-Z]{2})$")
+IMAGE_NAME = re.compile(
+    r"^(?P<site>\d{4})_(?P<device>[0-9A-Z]+)_(?P<timestamp>\d+)_(?P<shot>\d+)_(?P<region>[A-Z]{2})$"
+)
 MANIFEST_COLUMNS = ("image", "name", "session", "site", "device", "region", *INDICATOR_NAMES)
 
 
@@ -81,7 +85,25 @@ def session_of(stem: str) -> dict[str, str]:
         return {"session": stem, "site": "", "device": "", "region": ""}
     parts = match.groupdict()
     session = f"{parts['site']}_{parts['device']}_{parts['timestamp']}"
-    return {"session": session, "site": parts["site"], "device": parts["device"], "region": parts["region"]}
+    return {
+        "session": session,
+        "site": parts["site"],
+        "device": parts["device"],
+        "region": parts["region"],
+    }
+
+
+def dataset_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root`` in sorted order, skipping hidden files and folders.
+
+    Hidden folders hold tool state such as this project's ``.scalp_ml/`` (splits) or
+    ``.ipynb_checkpoints``, never data.
+    """
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder) / name
 
 
 def build_manifest(root: str | Path) -> pd.DataFrame:
@@ -100,10 +122,10 @@ def build_manifest(root: str | Path) -> pd.DataFrame:
     images: dict[str, Path] = {}
     labels: dict[str, Label] = {}
     duplicates = 0
-    for path in sorted(root.rglob("*")):
+    for path in dataset_files(root):
         if path.suffix.lower() in IMAGE_SUFFIXES:
             images.setdefault(path.name, path)
-        elif path.suffix.lower() == ".json" and not path.name.startswith("."):
+        elif path.suffix.lower() == ".json":
             label = read_label(path)
             earlier = labels.setdefault(label.image_name, label)
             if earlier is not label:

@@ -34,7 +34,7 @@ class ScalpDataModule(L.LightningDataModule):
         std: Normalisation standard deviation per RGB channel.
         augment: Training augmentation values (see :func:`scalp_ml.data.transforms.augmentation`).
         split: ``ratios`` (train, val, test), ``seed`` and optional ``file``; without a file the
-            split is saved under ``<root>/splits/``.
+            split is saved under ``<root>/.scalp_ml/splits/``.
         num_workers: Loader processes; ``None`` uses every available core.
     """
 
@@ -54,7 +54,9 @@ class ScalpDataModule(L.LightningDataModule):
         self.root = Path(root)
         self.ratios = tuple(split["ratios"])
         self.seed = int(split["seed"])
-        self.split_file = Path(split.get("file") or default_split_path(root, self.ratios, self.seed))
+        self.split_file = Path(
+            split.get("file") or default_split_path(root, self.ratios, self.seed)
+        )
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
 

@@ -33,7 +33,7 @@ class ScalpDataset(Dataset):
         self.root = Path(root)
         self.paths = manifest["image"].tolist()
         self.names = manifest["name"].tolist()
-        self.grades = torch.as_tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
+        self.grades = torch.tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
         self.transform = transform
 
     def __len__(self) -> int:

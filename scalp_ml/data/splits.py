@@ -40,7 +40,7 @@ def stratified_split(grades: np.ndarray, ratios: Sequence[float], seed: int) -> 
         raise ValueError(f"split ratios must be three numbers summing to 1, got {list(ratios)}")
     targets = grade_indicators(grades)
     assignment = np.zeros(len(grades), dtype=int)
-    train_ratio, val_ratio, test_ratio = ratios
+    _, val_ratio, test_ratio = ratios
     first = MultilabelStratifiedShuffleSplit(
         n_splits=1, test_size=val_ratio + test_ratio, random_state=seed
     )
@@ -51,7 +51,28 @@ def stratified_split(grades: np.ndarray, ratios: Sequence[float], seed: int) -> 
     val, test = next(second.split(np.zeros(len(rest)), targets[rest]))
     assignment[rest[val]] = 1
     assignment[rest[test]] = 2
-    return assignment
+    return _match_sizes(assignment, targets, ratios)
+
+
+def _match_sizes(
+    assignment: np.ndarray, targets: np.ndarray, ratios: Sequence[float]
+) -> np.ndarray:
+    """Moves the few images by which iterative stratification misses the ratios' sizes.
+
+    Each move takes, from a split that is too large, the image whose (indicator, grade) pairs
+    that split holds most in excess of its share, so the stratification is kept.
+    """
+    wanted = np.round(np.asarray(ratios) * len(assignment)).astype(int)
+    wanted[0] = len(assignment) - wanted[1:].sum()
+    totals = targets.sum(axis=0)
+    while True:
+        gap = np.bincount(assignment, minlength=len(SPLITS)) - wanted
+        if not gap.any():
+            return assignment
+        source, destination = int(np.argmax(gap)), int(np.argmin(gap))
+        members = np.flatnonzero(assignment == source)
+        excess = targets[members].sum(axis=0) - ratios[source] * totals
+        assignment[members[np.argmax(targets[members] @ excess)]] = destination
 
 
 def images_fingerprint(names: Sequence[str]) -> str:
@@ -65,9 +86,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def default_split_path(root: str | Path, ratios: Sequence[float], seed: int) -> Path:
-    """Where a split is saved beside the data, e.g. ``splits/image-70-15-15-seed42.json``."""
+    """Where a split is saved beside the data: ``.scalp_ml/splits/image-70-15-15-seed42.json``."""
     percents = "-".join(f"{round(r * 100):d}" for r in ratios)
-    return Path(root) / "splits" / f"image-{percents}-seed{seed}.json"
+    return Path(root) / ".scalp_ml" / "splits" / f"image-{percents}-seed{seed}.json"
 
 
 def load_or_create_split(
@@ -94,7 +115,9 @@ def load_or_create_split(
         return saved["splits"]
     assignment = stratified_split(manifest[list(INDICATOR_NAMES)].to_numpy(), ratios, seed)
     names = manifest["name"].to_numpy()
-    splits = {split: sorted(names[assignment == index].tolist()) for index, split in enumerate(SPLITS)}
+    splits = {
+        split: sorted(names[assignment == index].tolist()) for index, split in enumerate(SPLITS)
+    }
     record = {
         "strategy": "image",
         "seed": seed,

@@ -45,13 +45,14 @@ GRADE_PROBABILITIES = STUDY_GRADE_COUNTS / STUDY_GRADE_COUNTS.sum(axis=1, keepdi
 SHOTS = (("2", "TH"), ("3", "TH"), ("4", "LH"), ("5", "RH"), ("6", "BH"))
 KEEP_PERSON_GRADE = 0.7  # chance that a shot shows its person's grade rather than a fresh draw
 MARKER = ".synthetic.json"
+GENERATOR_VERSION = 3  # bump when the rendering changes, so old datasets are regenerated
 IN_PROGRESS = ".synthetic-in-progress"
 
 # Visual strength of each cue per grade 0..3.
-SPECKS = (0, 200, 480, 900)  # microkeratin: clusters of small grey-white specks
+SPECKS = (0, 250, 550, 1000)  # microkeratin: clusters of small greyish specks
 SHEEN = (0.0, 0.22, 0.42, 0.65)  # excess sebum: oily highlight opacity
 REDNESS = ((0.0, 0.0), (0.3, 0.35), (0.55, 0.5), (0.8, 0.68))  # erythema: (coverage, strength)
-PUSTULES = (0, 3, 8, 16)  # follicular erythema / pustules: red rings with yellow centres
+PUSTULES = (0, 4, 10, 20)  # follicular erythema / pustules: red rings with yellow centres
 FLAKES = (0, 6, 14, 28)  # dandruff: large white flakes
 HAIRED_FOLLICLES = (0.95, 0.68, 0.42, 0.18)  # hair loss: share of follicles that bear hair
 
@@ -176,13 +177,13 @@ def _draw_pustules(
 
 
 def _draw_specks(image: np.ndarray, rng: np.random.Generator, count: int) -> None:
-    """Fine grey-white scale, in clusters of about 20 specks, visible even when downscaled."""
+    """Fine greyish scale in clusters of about 25 specks: dull grey patches when downscaled."""
     specks = np.zeros((HEIGHT, WIDTH), np.float32)
-    centres = rng.uniform((0, 0), (WIDTH, HEIGHT), (max(count // 20, 1), 2))
-    points = centres[rng.integers(len(centres), size=count)] + rng.normal(0, 14, (count, 2))
+    centres = rng.uniform((0, 0), (WIDTH, HEIGHT), (max(count // 25, 1), 2))
+    points = centres[rng.integers(len(centres), size=count)] + rng.normal(0, 11, (count, 2))
     for x, y in points.astype(int):
-        cv2.circle(specks, (int(x), int(y)), int(rng.integers(1, 4)), 1.0, -1)
-    _blend(image, specks * 0.85, (0.95, 0.94, 0.92))
+        cv2.circle(specks, (int(x), int(y)), int(rng.integers(2, 5)), 1.0, -1)
+    _blend(image, np.minimum(specks, 1) * 0.8, (0.8, 0.8, 0.79))
 
 
 def _draw_flakes(image: np.ndarray, rng: np.random.Generator, count: int) -> None:
@@ -318,6 +319,7 @@ def generate(
     """
     root = Path(out_dir)
     params = {
+        "generator_version": GENERATOR_VERSION,
         "n_images": n_images,
         "seed": seed,
         "validation_fraction": validation_fraction,

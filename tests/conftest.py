@@ -1,0 +1,58 @@
+"""Shared fixtures: one small synthetic dataset and one tiny training run per test session."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
+os.environ["WANDB_MODE"] = "offline"
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from scalp_ml.data.synthetic import generate
+
+CONF_DIR = Path(__file__).parents[1] / "conf"
+# Small and fast: tiny images, no loader processes, no progress bar or model summary.
+FAST = [
+    "experiment=demo",
+    "data.image_size=64",
+    "data.num_workers=0",
+    "~callbacks.progress_bar",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The training config as ``python -m scalp_ml.train <overrides>`` would compose it."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("train", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """240 synthetic images in the AI Hub layout."""
+    return generate(tmp_path_factory.mktemp("synthetic"), n_images=240, seed=7, workers=2)
+
+
+@pytest.fixture(scope="session")
+def demo_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A two-epoch tiny training run: its run directory and returned metrics."""
+    from scalp_ml.train import train
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_train(
+        [*FAST, f"data.root={synthetic_root}", f"run_dir={run_dir}", "trainer.max_epochs=2"]
+    )
+    return run_dir, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def synthetic_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's full synthetic dataset, as `make train` generates it (slow tests only)."""
+    from scalp_ml.data.synthetic import generate
+
+    n_images = int(os.environ.get("SCALP_DEMO_IMAGES", "2000"))
+    return generate(tmp_path_factory.mktemp("demo_data"), n_images=n_images, seed=0)

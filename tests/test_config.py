@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+from tests.conftest import compose_train
+
+
+def test_default_config_is_the_study_recipe() -> None:
+    cfg = compose_train(["run_dir=/tmp/unused"])
+    assert cfg.model.backbone == "efficientnet_b4" and cfg.model.pretrained is True
+    assert cfg.data.image_size == 448
+    assert list(cfg.data.split.ratios) == [0.7, 0.15, 0.15]
+    assert cfg.data.batch_size == 16
+    assert set(cfg.data.augment) == {"horizontal_flip", "color_jitter", "affine"}
+    jitter, affine = cfg.data.augment.color_jitter, cfg.data.augment.affine
+    assert (
+        jitter.brightness > 0 and jitter.contrast > 0 and jitter.hue > 0 and jitter.saturation > 0
+    )
+    assert affine.rotate[1] > 0 and affine.scale[0] < 1 < affine.scale[1]
+    assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.optimizer.lr == 1e-4
+    assert "scheduler" not in cfg  # constant learning rate
+    assert cfg.loss.gamma == 2.0
+    assert cfg.trainer.max_epochs == 30
+    assert cfg.monitor.metric == "val/macro_f1" and cfg.monitor.mode == "max"
+    stop, best = cfg.callbacks.early_stopping, cfg.callbacks.model_checkpoint
+    assert stop.patience == 5 and stop.monitor == "val/macro_f1" and stop.mode == "max"
+    assert best.monitor == "val/macro_f1" and best.mode == "max"
+
+
+def test_model_choices_map_to_timm_names() -> None:
+    names = {
+        choice: compose_train([f"model={choice}", "run_dir=/tmp/unused"]).model.backbone
+        for choice in ("effnet_b4", "effnet_b0", "resnet50", "convnext_tiny", "tiny")
+    }
+    assert names == {
+        "effnet_b4": "efficientnet_b4",
+        "effnet_b0": "efficientnet_b0",
+        "resnet50": "resnet50",
+        "convnext_tiny": "convnext_tiny",
+        "tiny": "test_efficientnet",
+    }
+
+
+def test_cfg_job_prints_the_recipe() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scalp_ml.train", "--cfg", "job"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in (
+        "backbone: efficientnet_b4",
+        "image_size: 448",
+        "lr: 0.0001",
+        "gamma: 2.0",
+        "max_epochs: 30",
+        "patience: 5",
+    ):
+        assert line in result.stdout, line

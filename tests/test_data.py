@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.data.transforms import build_transform
+from tests.conftest import compose_train
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+def test_letterbox_keeps_the_aspect_ratio_and_pads_black() -> None:
+    image = np.full((480, 640, 3), 255, dtype=np.uint8)
+    tensor = build_transform(448, MEAN, STD)(image=image)["image"]
+    assert tensor.shape == (3, 448, 448) and tensor.dtype == torch.float32
+    # 640x480 -> 448x336: 56 padded rows above and below, in normalised black (-1)
+    assert torch.all(tensor[:, :56] == -1) and torch.all(tensor[:, -56:] == -1)
+    assert torch.all(tensor[:, 60:-60] == 1)
+
+
+def test_training_augmentation_changes_images_and_evaluation_does_not() -> None:
+    augment = compose_train(["run_dir=/tmp/unused"]).data.augment
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    evaluation = build_transform(64, MEAN, STD)
+    training = build_transform(64, MEAN, STD, augment)
+    assert torch.equal(evaluation(image=image)["image"], evaluation(image=image)["image"])
+    outputs = [training(image=image)["image"] for _ in range(4)]
+    assert any(not torch.equal(outputs[0], other) for other in outputs[1:])
+
+
+def test_datamodule_batches_and_saves_its_split_beside_the_data(synthetic_root: Path) -> None:
+    cfg = compose_train(
+        [
+            f"data.root={synthetic_root}",
+            "data.image_size=64",
+            "data.num_workers=0",
+            "run_dir=/tmp/unused",
+        ]
+    )
+    datamodule = ScalpDataModule(**cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert (
+        datamodule.split_file.is_file() and datamodule.split_file.parent.parent.name == ".scalp_ml"
+    )
+    sizes = {split: len(dataset) for split, dataset in datamodule.datasets.items()}
+    assert sum(sizes.values()) == 240 and abs(sizes["train"] - 168) <= 1
+    batch = next(iter(datamodule.val_dataloader()))
+    assert batch["image"].shape == (16, 3, 64, 64) and batch["grades"].shape == (16, 6)
+    assert batch["grades"].dtype == torch.long and len(batch["name"]) == 16
