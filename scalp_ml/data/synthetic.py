@@ -214,7 +214,6 @@ def _light_and_quantise(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
 class SessionPlan:
     """One capture session to render: who, where, when, and how many shots."""
 
-    index: int
     site: str
     device: str
     timestamp_ms: int
@@ -243,7 +242,6 @@ def plan_sessions(
         timestamp += int(rng.integers(60_000, 3_600_000))
         plans.append(
             SessionPlan(
-                len(plans),
                 sites[device % len(sites)],
                 devices[device],
                 timestamp,
