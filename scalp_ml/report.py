@@ -1,4 +1,4 @@
-"""The run report: the study's Table 2 layout, confusion matrices and learning curves."""
+"""The evaluation report: Table 2 layout, baseline, per-grade detail, figures, metrics.json."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from scalp_ml.io import atomic_write_bytes, atomic_write_text
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
+from scalp_ml.metrics import SUMMARY_KEYS
 
 # The study's Table 2 (macro-F1) and its test Hamming accuracy: the numbers to beat.
 STUDY_MACRO_F1 = {
@@ -37,20 +35,54 @@ def metrics_json(results: Results) -> dict[str, dict[str, Any]]:
     }
 
 
-def table2_markdown(results: Results) -> str:
-    """Per-indicator macro-F1 beside the study's, in the layout of its Table 2."""
+def table2_markdown(results: Results, baseline: Results) -> str:
+    """Per-indicator macro-F1 beside the study's and the majority baseline's (Table 2 layout)."""
     stages = [stage for stage in ("val", "test") if stage in results]
-    header = "| indicator | " + " | ".join(f"{s} (ours) | {s} (study)" for s in stages) + " |"
-    lines = [header, "|---" * (1 + 2 * len(stages)) + "|"]
+    columns = [f"{stage} {who}" for stage in stages for who in ("(ours)", "(study)", "(majority)")]
+    lines = ["| indicator | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
     for name in (*INDICATOR_NAMES, "overall"):
+        key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
         cells = []
         for stage in stages:
-            key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
             study = STUDY_OVERALL[stage] if name == "overall" else STUDY_MACRO_F1[stage][name]
-            cells += [f"{float(results[stage][key]):.3f}", f"{study:.3f}"]
+            cells += [_number(results[stage][key]), f"{study:.3f}", _number(baseline[stage][key])]
         label = f"**{name}**" if name == "overall" else name
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_markdown(results: Results, baseline: Results) -> str:
+    """Overall metrics per stage, the model's beside the majority baseline's."""
+    stages = list(results)
+    columns = [f"{stage} {who}" for stage in stages for who in ("(ours)", "(majority)")]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
+    for key in SUMMARY_KEYS:
+        cells = [_number(src[stage][key]) for stage in stages for src in (results, baseline)]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detail_markdown(values: Mapping[str, torch.Tensor]) -> str:
+    """Per indicator: kappa, MAE, within-one accuracy and per-grade precision/recall/F1/support."""
+    lines = [
+        "| indicator | grade | precision | recall | F1 | support | QWK | MAE | within one |",
+        "|---" * 9 + "|",
+    ]
+    for name in INDICATOR_NAMES:
+        for grade, grade_name in enumerate(GRADES):
+            per_grade = [values[f"{key}/{name}/{grade}"] for key in ("precision", "recall", "f1")]
+            support = int(values[f"support/{name}/{grade}"])
+            ordinal = ["", "", ""]
+            if grade == 0:
+                ordinal = [_number(values[f"{key}/{name}"]) for key in ("qwk", "mae", "within_one")]
+            cells = [name if grade == 0 else "", f"{grade} {grade_name}"]
+            cells += [_number(value) for value in per_grade] + [str(support), *ordinal]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _number(value: torch.Tensor | float) -> str:
+    return f"{float(value):.3f}"
 
 
 def confusion_figure(results: Mapping[str, torch.Tensor], title: str) -> plt.Figure:
@@ -107,24 +139,25 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
 def write_report(
     out_dir: Path,
     results: Results,
+    baseline: Results,
     context: Mapping[str, Any],
     metrics_csv: Path | None = None,
 ) -> Path:
     """Writes ``report.md``, ``metrics.json``, ``confusion_<stage>.png`` (and learning curves).
 
     Args:
-        out_dir: Folder of the report (the run directory).
+        out_dir: Folder of the report.
         results: Per stage (``val``, ``test``), the output of ``GradingMetrics.compute``.
-        context: What the numbers belong to: checkpoint, split file, its hash, image counts.
-        metrics_csv: Lightning's CSV log, for the learning curves.
+        baseline: The same for the majority-grade baseline on the same images.
+        context: What the numbers belong to: checkpoint, split file, strategy, image counts.
+        metrics_csv: Lightning's CSV log of the training run, for the learning curves.
 
     Returns:
         The Markdown report's path.
     """
-    atomic_write_text(
-        out_dir / "metrics.json",
-        json.dumps({"context": dict(context), **metrics_json(results)}, indent=2),
-    )
+    document = {"context": dict(context)} | metrics_json(results)
+    document["majority_baseline"] = metrics_json(baseline)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2))
     for stage, values in results.items():
         save_figure(
             confusion_figure(values, f"{stage} split, row-normalised"),
@@ -134,11 +167,15 @@ def write_report(
         "# scalp_ml evaluation report",
         "\n".join(f"- {key}: `{value}`" for key, value in context.items()),
         "## Macro-F1 per indicator (study's Table 2 layout)",
-        table2_markdown(results),
+        table2_markdown(results, baseline),
+        "## Overall",
+        summary_markdown(results, baseline),
     ]
     if "test" in results:
         hamming = float(results["test"]["hamming_acc"])
         sections.append(f"Test Hamming accuracy: **{hamming:.3f}** (study: {STUDY_TEST_HAMMING}).")
+    for stage, values in results.items():
+        sections += [f"## Per grade ({stage})", detail_markdown(values)]
     sections.append(
         "## Confusion matrices\n\n"
         + "\n".join(f"![{stage}](confusion_{stage}.png)" for stage in results)

@@ -16,8 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluate import write_evaluation
 from scalp_ml.module import ScalpGrader
-from scalp_ml.report import write_report
 from scalp_ml.run_info import record_run
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = best or None
     trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
     trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
-    context = {
-        "checkpoint": best or "(none: final weights)",
-        "split_file": str(datamodule.split_file),
-        "split_sha256": datamodule.split_sha256,
-        "images": {split: len(dataset) for split, dataset in datamodule.datasets.items()},
-    }
-    report = write_report(run_dir, model.results, context, run_dir / "metrics.csv")
+    checkpoint_name = best or "(none: final weights)"
+    report = write_evaluation(
+        run_dir, datamodule, model.results, checkpoint_name, run_dir / "metrics.csv"
+    )
     log.info("Report written to %s", report)
     return {
         f"{stage}/{key}": float(value)

@@ -25,10 +25,15 @@ FAST = [
 ]
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """The training config as ``python -m scalp_ml.train <overrides>`` would compose it."""
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """A config as ``python -m scalp_ml.<entry> <overrides>`` would compose it."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose("train", overrides=overrides)
+        return compose(name, overrides=overrides)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The training config (see :func:`compose_config`)."""
+    return compose_config("train", overrides)
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +61,17 @@ def synthetic_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     n_images = int(os.environ.get("SCALP_DEMO_IMAGES", "2000"))
     return generate(tmp_path_factory.mktemp("demo_data"), n_images=n_images, seed=0)
+
+
+@pytest.fixture(scope="session")
+def best_checkpoint(demo_run: tuple[Path, dict]) -> Path:
+    """The best checkpoint of the tiny training run."""
+    return next((demo_run[0] / "checkpoints").glob("best-*.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def onnx_file(best_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run's best checkpoint exported to ONNX."""
+    from scalp_ml.export import export
+
+    return export(best_checkpoint, "onnx", tmp_path_factory.mktemp("export") / "model.onnx")

@@ -67,3 +67,55 @@ def test_reset_forgets_earlier_batches() -> None:
     fresh = GradingMetrics()
     fresh.update(other_logits, other_grades)
     assert metrics.compute()["macro_f1"] == fresh.compute()["macro_f1"]
+
+
+def test_per_grade_and_ordinal_metrics_match_sklearn_and_direct_formulas() -> None:
+    from sklearn.metrics import (
+        cohen_kappa_score,
+        mean_absolute_error,
+        precision_recall_fscore_support,
+    )
+
+    batches = random_batches(11, [25, 40, 9])
+    metrics = GradingMetrics()
+    for logits, grades in batches:
+        metrics.update(logits, grades)
+    results = metrics.compute()
+    truth = torch.cat([grades for _, grades in batches]).numpy()
+    predicted = torch.cat([logits.argmax(-1) for logits, _ in batches]).numpy()
+    for index, name in enumerate(INDICATOR_NAMES):
+        t, p = truth[:, index], predicted[:, index]
+        precision, recall, _, support = precision_recall_fscore_support(
+            t, p, labels=[0, 1, 2, 3], zero_division=0
+        )
+        for grade in range(4):
+            assert results[f"precision/{name}/{grade}"].item() == pytest.approx(
+                precision[grade], abs=1e-6
+            )
+            assert results[f"recall/{name}/{grade}"].item() == pytest.approx(
+                recall[grade], abs=1e-6
+            )
+            assert results[f"support/{name}/{grade}"].item() == support[grade]
+        qwk = cohen_kappa_score(t, p, labels=[0, 1, 2, 3], weights="quadratic")
+        assert results[f"qwk/{name}"].item() == pytest.approx(qwk, abs=1e-6)
+        assert results[f"mae/{name}"].item() == pytest.approx(mean_absolute_error(t, p), abs=1e-6)
+        assert results[f"within_one/{name}"].item() == pytest.approx(
+            (abs(t - p) <= 1).mean(), abs=1e-6
+        )
+    assert results["exact_match"].item() == pytest.approx(
+        (truth == predicted).all(axis=1).mean(), abs=1e-6
+    )
+    assert results["mae"].item() == pytest.approx(abs(truth - predicted).mean(), abs=1e-6)
+
+
+def test_majority_baseline_predicts_each_indicators_most_frequent_training_grade() -> None:
+    from scalp_ml.metrics import majority_baseline, majority_grades
+
+    train = torch.tensor([[0, 1, 2, 0, 3, 0], [0, 1, 2, 0, 3, 1], [1, 2, 2, 0, 0, 1]])
+    assert majority_grades(train).tolist() == [0, 1, 2, 0, 3, 1]
+    evaluation = torch.tensor([[0, 1, 1, 0, 3, 1], [2, 1, 2, 0, 0, 0]])
+    results = majority_baseline(train, evaluation)
+    expected = (evaluation == torch.tensor([0, 1, 2, 0, 3, 1])).float()
+    assert results["hamming_acc"].item() == pytest.approx(expected.mean().item())
+    assert results["exact_match"].item() == 0.0
+    assert results["macro_f1/excess_sebum"].item() == pytest.approx(0.25)  # F1 1 for grade 1 only

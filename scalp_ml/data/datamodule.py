@@ -90,17 +90,18 @@ class ScalpDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches; the last incomplete batch is dropped."""
-        return self._loader("train", shuffle=True)
+        return self.dataloader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in file order."""
-        return self._loader("val", shuffle=False)
+        return self.dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
         """Test batches in file order."""
-        return self._loader("test", shuffle=False)
+        return self.dataloader("test")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """Batches of one split; training drops its last incomplete batch."""
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,

@@ -1,0 +1,61 @@
+"""Load a training checkpoint safely (``weights_only``) into a ready-to-use model."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scalp_ml.module import ScalpGrader
+
+REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a scalp_ml checkpoint, or one that cannot be loaded safely."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint's model (in eval mode) and the data settings it was trained with."""
+
+    path: Path
+    model: ScalpGrader
+    data: dict[str, Any]
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuilds the model from a checkpoint alone, without downloading any weights.
+
+    Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``), so a
+    tampered file cannot run code.
+
+    Raises:
+        FileNotFoundError: ``path`` names no file.
+        CheckpointError: The file is not a loadable scalp_ml checkpoint (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} is not a checkpoint that can be loaded safely: {reason}"
+        ) from error
+    missing = [
+        key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(f"{path} is not a scalp_ml training checkpoint: it lacks {missing}")
+    hparams = checkpoint["hyper_parameters"]
+    # The trained weights come from the checkpoint: build the backbone without fetching any.
+    architecture = {**hparams["model"], "pretrained": False, "weights": None}
+    model = ScalpGrader(model=architecture, optimizer=hparams["optimizer"], loss=hparams["loss"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return LoadedCheckpoint(path, model.eval(), dict(checkpoint["datamodule_hyper_parameters"]))
