@@ -56,6 +56,7 @@ def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str
         input_names=["images"],
         output_names=["probabilities"],
         external_data=False,
+        verbose=False,
     )
     proto = program.model_proto
     entry = proto.metadata_props.add()

@@ -20,6 +20,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except PermissionError as error:
         raise PermissionError(f"Cannot write {path}: its folder is not writable") from error
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes owner-only files
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -29,6 +30,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
