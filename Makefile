@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-tradeoff lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
 
@@ -40,6 +40,9 @@ bench: bench-infer  ## every benchmark; results appended to benchmarks/RESULTS.m
 
 bench-infer: install  ## CPU inference latency/throughput, eager vs ONNX Runtime
 	$(PY) benchmarks/bench_infer.py --threads 2
+
+bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
+	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

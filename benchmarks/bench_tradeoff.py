@@ -1,0 +1,115 @@
+"""Speed against accuracy: which demo configuration grades >= 100 images/s on 2 cores, at what cost.
+
+Trains the CPU demo recipe (``experiment=demo``) at several image sizes on the synthetic data,
+evaluates each best checkpoint on the synthetic test split, exports it with
+``scalp_ml.export`` and times the ONNX Runtime file at batch 1 and batched. Prints a Markdown
+table and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+
+Run: ``make bench-tradeoff`` (or ``python benchmarks/bench_tradeoff.py --sizes 160 128 96``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from bench_infer import RESULTS, machine, timings
+from hydra import compose, initialize_config_dir
+
+from scalp_ml.data.synthetic import generate
+from scalp_ml.export import export
+from scalp_ml.inference import OnnxPredictor
+from scalp_ml.train import train
+
+CONF_DIR = Path(__file__).parents[1] / "conf"
+TARGET_IMAGES_PER_SECOND = 100.0
+
+
+def train_demo(data: Path, size: int, run_dir: Path) -> tuple[float, Path]:
+    """Trains the demo recipe at ``size``; its test macro-F1 and best checkpoint."""
+    overrides = [
+        "experiment=demo",
+        f"data.root={data}",
+        f"data.image_size={size}",
+        f"run_dir={run_dir}",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=overrides)
+    metrics = train(cfg)
+    return metrics["test/macro_f1"], next((run_dir / "checkpoints").glob("best-*.ckpt"))
+
+
+def onnx_speed(checkpoint: Path, size: int, batch: int, threads: int) -> tuple[float, float]:
+    """Images/s of the exported file at batch 1 and at ``batch`` (medians)."""
+    predictor = OnnxPredictor(export(checkpoint, "onnx"), threads=threads)
+    one, many = torch.randn(1, 3, size, size), torch.randn(batch, 3, size, size)
+    single = statistics.median(timings(lambda: predictor(one), seconds=4.0))
+    batched = statistics.median(timings(lambda: predictor(many), seconds=4.0, min_runs=3))
+    return 1 / single, batch / batched
+
+
+def main() -> None:
+    """Trains, evaluates and times each size; appends the table and verdict to RESULTS.md."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
+    parser.add_argument("--images", type=int, default=2000, help="synthetic set size if absent")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[160, 128, 96])
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_tradeoff"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    generate(args.data, n_images=args.images, seed=0)
+    rows = []
+    for size in args.sizes:
+        macro_f1, checkpoint = train_demo(args.data, size, args.out / f"size{size}")
+        single, batched = onnx_speed(checkpoint, size, args.batch, args.threads)
+        rows.append((size, macro_f1, single, batched))
+        print(f"size {size}: test macro-F1 {macro_f1:.3f}, {single:.0f} / {batched:.0f} img/s")
+    reference = max(rows, key=lambda row: row[1])
+    fast = [row for row in rows if row[2] >= TARGET_IMAGES_PER_SECOND]
+    lines = [
+        "| image size | test macro-F1 | cost vs best | ONNX RT b1 img/s | "
+        f"ONNX RT b{args.batch} img/s | >= {TARGET_IMAGES_PER_SECOND:.0f} img/s at b1 |",
+        "|---" * 6 + "|",
+    ]
+    for size, macro_f1, single, batched in rows:
+        met = "yes" if single >= TARGET_IMAGES_PER_SECOND else "no"
+        lines.append(
+            f"| {size} | {macro_f1:.3f} | {reference[1] - macro_f1:+.3f} | {single:.0f} | "
+            f"{batched:.0f} | {met} |"
+        )
+    if fast:
+        best_fast = max(fast, key=lambda row: row[1])
+        verdict = (
+            f"Most accurate configuration at >= {TARGET_IMAGES_PER_SECOND:.0f} img/s (batch 1, "
+            f"ONNX Runtime): test_efficientnet at {best_fast[0]} px, {best_fast[2]:.0f} img/s, "
+            f"macro-F1 {best_fast[1]:.3f} (cost {reference[1] - best_fast[1]:.3f} against the "
+            f"best measured, {reference[0]} px)."
+        )
+    else:
+        verdict = f"No configuration reached {TARGET_IMAGES_PER_SECOND:.0f} img/s at batch 1."
+    command = "python benchmarks/bench_tradeoff.py " + " ".join(sys.argv[1:])
+    section = [
+        f"### Speed against accuracy, CPU demo recipe — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine()}",
+        f"- command: `{command.strip()}` (synthetic data, {args.images} images, demo recipe "
+        "trained from scratch at each size; macro-F1 on the synthetic test split)",
+        "",
+        *lines,
+        "",
+        verdict,
+    ]
+    with RESULTS.open("a", encoding="utf-8") as results:
+        results.write("\n" + "\n".join(section) + "\n")
+    print("\n".join(section))
+
+
+if __name__ == "__main__":
+    main()
