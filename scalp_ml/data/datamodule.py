@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from scalp_ml.data.dataset import ScalpDataset, collate_readable
 from scalp_ml.data.index import load_manifest
-from scalp_ml.data.splits import SPLITS, default_split_path, file_sha256, load_or_create_split
+from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ class ScalpDataModule(L.LightningDataModule):
         self.ratios = tuple(split["ratios"])
         self.seed = int(split["seed"])
         self.strategy = split.get("strategy", "image")
-        self.split_file = Path(
-            split.get("file") or default_split_path(root, self.ratios, self.seed, self.strategy)
-        )
+        self.split_file = split_file_for(root, split)
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
 

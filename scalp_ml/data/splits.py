@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -220,6 +221,17 @@ def default_split_path(
     percents = "" if strategy == "official" else "-".join(f"{round(r * 100):d}" for r in ratios)
     name = "-".join(part for part in (strategy, percents, f"seed{seed}") if part)
     return Path(root) / ".scalp_ml" / "splits" / f"{name}.json"
+
+
+def split_file_for(root: str | Path, split: Mapping[str, Any]) -> Path:
+    """The split file of a ``data.split`` config: its ``file``, or the default beside the data.
+
+    A config without ``strategy`` (checkpoints that predate it) means ``image``.
+    """
+    strategy = split.get("strategy", "image")
+    return Path(
+        split.get("file") or default_split_path(root, split["ratios"], split["seed"], strategy)
+    )
 
 
 def load_or_create_split(
