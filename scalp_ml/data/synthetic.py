@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,15 +264,25 @@ def condition_folder(indicator_index: int, grade: int) -> str:
     return f"{korean}_{grade}.{GRADES_KOREAN[grade]}"
 
 
-def write_session(plan: SessionPlan, out_dir: Path, duplicate_fraction: float, quality: int) -> int:
-    """Renders and writes one session's JPEGs and JSON labels; returns the files written."""
+def write_session(
+    plan: SessionPlan,
+    out_dir: Path,
+    duplicate_fraction: float,
+    quality: int,
+    render: Callable[[np.ndarray, Person, np.random.Generator], np.ndarray] = render_scalp,
+) -> int:
+    """Renders and writes one session's JPEGs and JSON labels; returns the files written.
+
+    ``render`` draws one shot from its grades (benchmarks of indexing, which never look at
+    the pixels, pass a faster one).
+    """
     rng = np.random.default_rng(plan.seed)
     person = sample_person(rng)
     grades = sample_session_grades(plan.n_shots, rng)
     written = 0
     for (shot, region), shot_grades in zip(SHOTS, grades, strict=False):
         name = f"{plan.site}_{plan.device}_{plan.timestamp_ms}_{shot}_{region}"
-        image = render_scalp(shot_grades, person, rng)
+        image = render(shot_grades, person, rng)
         label = {"image_id": name, "image_file_name": f"{name}.jpg"}
         label |= {ind.key: str(int(g)) for ind, g in zip(INDICATORS, shot_grades, strict=True)}
         # Filed under its most severe condition, sometimes also under the second one, as in
