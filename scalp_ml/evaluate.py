@@ -75,10 +75,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup()
     loader = datamodule.dataloader(cfg.split)
     # Names and grades come with the batches: an image skipped as unreadable is in neither.
-    batches = list(graded_batches(predictor, loader))
-    names = [name for batch, _ in batches for name in batch["name"]]
-    grades = torch.cat([batch["grades"] for batch, _ in batches])
-    predicted = torch.from_numpy(np.concatenate([p for _, p in batches])).argmax(dim=-1)
+    names, grade_batches, probabilities = [], [], []
+    for batch, batch_probabilities in graded_batches(predictor, loader):
+        names += batch["name"]
+        grade_batches.append(batch["grades"])
+        probabilities.append(batch_probabilities)
+    grades = torch.cat(grade_batches)
+    predicted = torch.from_numpy(np.concatenate(probabilities)).argmax(dim=-1)
     metrics = GradingMetrics()
     metrics.update(predicted, grades)
     results = {cfg.split: metrics.compute()}

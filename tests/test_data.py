@@ -56,3 +56,24 @@ def test_datamodule_batches_and_saves_its_split_beside_the_data(synthetic_root: 
     batch = next(iter(datamodule.val_dataloader()))
     assert batch["image"].shape == (16, 3, 64, 64) and batch["grades"].shape == (16, 6)
     assert batch["grades"].dtype == torch.long and len(batch["name"]) == 16
+
+
+def test_zip_download_gives_the_batches_of_the_extracted_one_with_loader_processes(
+    tmp_path: Path,
+) -> None:
+    from scalp_ml.data.synthetic import generate
+
+    batches = []
+    for archives in (False, True):
+        root = generate(tmp_path / str(archives), n_images=24, seed=8, workers=1, archives=archives)
+        cfg = compose_train(
+            [f"data.root={root}", "data.image_size=32", "data.num_workers=2", "run_dir=/unused"]
+        )
+        datamodule = ScalpDataModule(**cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        batches.append(next(iter(datamodule.val_dataloader())))
+    assert "::" in datamodule.datasets["val"].locations[0]
+    assert batches[0]["name"] == batches[1]["name"]
+    assert torch.equal(batches[0]["image"], batches[1]["image"])
+    assert torch.equal(batches[0]["grades"], batches[1]["grades"])
