@@ -169,6 +169,15 @@ def test_images_that_are_no_images_are_found_without_decoding(
     assert len(usable_manifest(index, on_bad_image="skip")) == 14
 
 
+def test_a_spoiled_copy_of_a_duplicate_image_gives_way_to_a_readable_one(download: Path) -> None:
+    stems = [p.stem for p in download.rglob("*.jpg")]
+    twice = sorted(p for p in download.rglob("*.jpg") if stems.count(p.stem) == 2)[0]
+    twice.write_bytes(b"")
+    row = build_index(download, progress=False).manifest.set_index("name").loc[twice.name]
+    assert row["image_problem"] == "" and row["image"] != str(twice.relative_to(download))
+    assert row["width"] == 640
+
+
 def test_empty_or_missing_root_is_an_error_naming_the_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=f"Data root {tmp_path / 'nowhere'} does not exist"):
         build_index(tmp_path / "nowhere")

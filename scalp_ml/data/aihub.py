@@ -186,8 +186,7 @@ def _read_labels(
 def _row(
     download: Download, copies: list[Label], files: list[tuple[str, int]], report: IndexReport
 ) -> dict:
-    """One manifest row: the first copy of the image and its label, problems noted."""
-    location, size = files[0]
+    """One manifest row: the first readable copy of the image and its label, problems noted."""
     report.duplicate_images += len(files) - 1
     conflict = ""
     if len({label.grades for label in copies}) > 1:
@@ -196,12 +195,7 @@ def _row(
         )
     else:
         report.duplicate_labels += len(copies) - 1
-    try:
-        with download.open(location) as stream:
-            header = asdict(probe(stream, size, location))
-        problem = ""
-    except BadImageError as error:
-        header, problem = {"width": 0, "height": 0, "format": "", "mode": ""}, str(error)
+    location, header, problem = _first_image(download, files)
     name = location_name(location)
     return {
         "image": location,
@@ -215,6 +209,18 @@ def _row(
         "image_problem": problem,
         **dict(zip(INDICATOR_NAMES, copies[0].grades, strict=True)),
     }
+
+
+def _first_image(download: Download, files: list[tuple[str, int]]) -> tuple[str, dict, str]:
+    """Location, header and problem of the first copy whose header reads; else the first's."""
+    problems = []
+    for location, size in files:
+        try:
+            with download.open(location) as stream:
+                return location, asdict(probe(stream, size, location)), ""
+        except BadImageError as error:
+            problems.append(str(error))
+    return files[0][0], {"width": 0, "height": 0, "format": "", "mode": ""}, problems[0]
 
 
 def _shown(items: Iterable[Item], progress: bool, description: str) -> Iterator[Item]:
