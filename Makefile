@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer bench-tradeoff lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-index bench-tradeoff lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
 
@@ -36,10 +36,13 @@ test: install  ## the default test suite (no network, no GPU)
 test-slow: install  ## slow end-to-end checks (the demo's quality bar)
 	$(PY) -m pytest -m slow
 
-bench: bench-infer  ## every benchmark; results appended to benchmarks/RESULTS.md
+bench: bench-infer bench-index  ## every benchmark; results appended to benchmarks/RESULTS.md
 
 bench-infer: install  ## CPU inference latency/throughput, eager vs ONNX Runtime
 	$(PY) benchmarks/bench_infer.py --threads 2
+
+bench-index: install  ## index 20,000 label + image pairs of a zip download (goal: < 60 s)
+	$(PY) benchmarks/bench_index.py --pairs 20000
 
 bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
 	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2

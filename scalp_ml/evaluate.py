@@ -18,7 +18,6 @@ import torch
 from omegaconf import DictConfig
 
 from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.data.dataset import ScalpDataset
 from scalp_ml.inference import TorchPredictor, graded_batches
 from scalp_ml.io import atomic_write_text
 from scalp_ml.labels import INDICATOR_NAMES
@@ -51,11 +50,11 @@ def write_evaluation(
     return write_report(out_dir, results, baseline, context, metrics_csv)
 
 
-def grades_table(dataset: ScalpDataset, predicted: torch.Tensor) -> pd.DataFrame:
+def grades_table(names: list[str], grades: torch.Tensor, predicted: torch.Tensor) -> pd.DataFrame:
     """Per image: true and predicted grade of every indicator (for error analysis)."""
-    table = pd.DataFrame({"name": dataset.names})
+    table = pd.DataFrame({"name": names})
     for index, name in enumerate(INDICATOR_NAMES):
-        table[f"{name}_true"] = dataset.grades[:, index].numpy()
+        table[f"{name}_true"] = grades[:, index].numpy()
         table[f"{name}_predicted"] = predicted[:, index].numpy()
     return table
 
@@ -75,15 +74,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = ScalpDataModule(**data)
     datamodule.setup()
     loader = datamodule.dataloader(cfg.split)
-    probabilities = np.concatenate([p for _, p in graded_batches(predictor, loader)])
-    dataset = datamodule.datasets[cfg.split]
-    predicted = torch.from_numpy(probabilities).argmax(dim=-1)
+    # Names and grades come with the batches: an image skipped as unreadable is in neither.
+    names, grade_batches, probabilities = [], [], []
+    for batch, batch_probabilities in graded_batches(predictor, loader):
+        names += batch["name"]
+        grade_batches.append(batch["grades"])
+        probabilities.append(batch_probabilities)
+    grades = torch.cat(grade_batches)
+    predicted = torch.from_numpy(np.concatenate(probabilities)).argmax(dim=-1)
     metrics = GradingMetrics()
-    metrics.update(predicted, dataset.grades)
+    metrics.update(predicted, grades)
     results = {cfg.split: metrics.compute()}
     out_dir = Path(cfg.out_dir)
     atomic_write_text(
-        out_dir / "predictions.csv", grades_table(dataset, predicted).to_csv(index=False)
+        out_dir / "predictions.csv", grades_table(names, grades, predicted).to_csv(index=False)
     )
     run_dir = checkpoint.resolve().parent.parent
     report = write_evaluation(

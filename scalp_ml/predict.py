@@ -22,8 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from scalp_ml.data.aihub import IMAGE_SUFFIXES
-from scalp_ml.data.dataset import read_rgb
+from scalp_ml.data.images import IMAGE_SUFFIXES, read_rgb
 from scalp_ml.data.transforms import build_transform
 from scalp_ml.inference import Preprocessing, TorchPredictor, graded_batches, load_predictor
 from scalp_ml.io import atomic_write_text

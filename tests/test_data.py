@@ -46,7 +46,32 @@ def test_datamodule_batches_and_saves_its_split_beside_the_data(synthetic_root: 
         datamodule.split_file.is_file() and datamodule.split_file.parent.parent.name == ".scalp_ml"
     )
     sizes = {split: len(dataset) for split, dataset in datamodule.datasets.items()}
-    assert sum(sizes.values()) == 240 and abs(sizes["train"] - 168) <= 1
+    assert sum(sizes.values()) == 240 and abs(sizes["train"] - 168) <= 6
+    sessions = [
+        set(datamodule.manifest.set_index("name").loc[datamodule.datasets[split].names, "session"])
+        for split in ("train", "val", "test")
+    ]
+    assert not (sessions[0] & sessions[1] or sessions[0] & sessions[2] or sessions[1] & sessions[2])
+    assert datamodule.split_file.name == "session-70-15-15-seed42.json"
     batch = next(iter(datamodule.val_dataloader()))
     assert batch["image"].shape == (16, 3, 64, 64) and batch["grades"].shape == (16, 6)
     assert batch["grades"].dtype == torch.long and len(batch["name"]) == 16
+
+
+def test_zip_download_gives_the_batches_of_the_extracted_one(tmp_path: Path) -> None:
+    from scalp_ml.data.synthetic import generate
+
+    batches = []
+    for archives in (False, True):
+        root = generate(tmp_path / str(archives), n_images=24, seed=8, workers=1, archives=archives)
+        cfg = compose_train(
+            [f"data.root={root}", "data.image_size=32", "data.num_workers=0", "run_dir=/unused"]
+        )
+        datamodule = ScalpDataModule(**cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        batches.append(next(iter(datamodule.val_dataloader())))
+    assert "::" in datamodule.datasets["val"].locations[0]
+    assert batches[0]["name"] == batches[1]["name"]
+    assert torch.equal(batches[0]["image"], batches[1]["image"])
+    assert torch.equal(batches[0]["grades"], batches[1]["grades"])

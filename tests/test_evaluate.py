@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_recall_fscore_support
 
-from scalp_ml.data.aihub import build_manifest
+from scalp_ml.data.index import load_manifest
 from scalp_ml.evaluate import evaluate
 from scalp_ml.labels import INDICATOR_NAMES
 from tests.conftest import compose_config
@@ -35,7 +35,12 @@ def test_evaluation_writes_report_figures_and_metrics(evaluation: tuple[Path, di
         assert (out_dir / name).stat().st_size > 0, name
     report = (out_dir / "report.md").read_text()
     context = json.loads((out_dir / "metrics.json").read_text())["context"]
-    assert context["split_strategy"] == "image" and context["images"] == {"test": 36}
+    split = json.loads(Path(context["split_file"]).read_text())
+    assert context["split_strategy"] == "session" == split["strategy"]
+    assert (
+        context["images"] == {"test": split["counts"]["test"]}
+        and 30 <= split["counts"]["test"] <= 42
+    )
     for text in (
         "best-epoch",
         "split_sha256",
@@ -88,7 +93,7 @@ def test_majority_baseline_uses_the_training_split(
     out_dir, _ = evaluation
     document = json.loads((out_dir / "metrics.json").read_text())
     split = json.loads(Path(document["context"]["split_file"]).read_text())["splits"]
-    manifest = build_manifest(synthetic_root).set_index("name")
+    manifest = load_manifest(synthetic_root).set_index("name")
     train = manifest.loc[split["train"], list(INDICATOR_NAMES)].to_numpy()
     test = manifest.loc[split["test"], list(INDICATOR_NAMES)].to_numpy()
     majority = [np.bincount(column, minlength=4).argmax() for column in train.T]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scalp_ml.checkpoint import load_checkpoint
-from scalp_ml.data.dataset import read_rgb
+from scalp_ml.data.images import read_rgb
 from scalp_ml.data.transforms import build_transform
 from scalp_ml.export import METADATA_FILE, export, exported_outputs
 from scalp_ml.inference import OnnxPredictor, Probabilities

@@ -1,4 +1,4 @@
-"""The LightningDataModule: manifest, the saved 70:15:15 split, transforms and loaders."""
+"""The LightningDataModule: the download's index, the saved 70:15:15 split, transforms, loaders."""
 
 from __future__ import annotations
 
@@ -15,27 +15,34 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from scalp_ml.data.aihub import build_manifest
-from scalp_ml.data.dataset import ScalpDataset
-from scalp_ml.data.splits import SPLITS, default_split_path, file_sha256, load_or_create_split
+from scalp_ml.data.dataset import ScalpDataset, collate_readable
+from scalp_ml.data.index import load_manifest
+from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
 
 class ScalpDataModule(L.LightningDataModule):
-    """AI Hub-layout scalp images split 70:15:15, stratified over the 24 (indicator, grade) pairs.
+    """AI Hub scalp images split 70:15:15, stratified over the 24 (indicator, grade) pairs.
 
     Args:
-        root: Dataset root (the AI Hub download or the synthetic set).
+        root: Dataset root: the AI Hub download (extracted, or its zip archives) or the
+            synthetic set.
         image_size: Side of the letterboxed square fed to the model.
         batch_size: Images per batch.
         mean: Normalisation mean per RGB channel (ImageNet by default).
         std: Normalisation standard deviation per RGB channel.
         augment: Training augmentation values (see :func:`scalp_ml.data.transforms.augmentation`).
-        split: ``ratios`` (train, val, test), ``seed`` and optional ``file``; without a file the
-            split is saved under ``<root>/.scalp_ml/splits/``.
+        split: ``strategy`` (``image``, the default of checkpoints that predate it,
+            ``session`` or ``official``), ``ratios`` (train, val, test), ``seed`` and optional
+            ``file``; without a file the split is saved under ``<root>/.scalp_ml/splits/``.
         num_workers: Loader processes; ``None`` uses every available core.
+        manifest_file: Where the download's index is kept; ``None``: beside the data.
+        verify_images: Decode every image once before the first run on a download.
+        on_conflict: ``error`` or ``drop`` images whose label copies disagree.
+        on_bad_image: ``error`` or ``skip`` images that cannot be read.
+        on_bad_label: ``error`` or ``skip`` label files that cannot be parsed.
     """
 
     def __init__(
@@ -48,22 +55,34 @@ class ScalpDataModule(L.LightningDataModule):
         augment: Mapping[str, Any],
         split: Mapping[str, Any],
         num_workers: int | None = None,
+        manifest_file: str | None = None,
+        verify_images: bool = False,
+        on_conflict: str = "error",
+        on_bad_image: str = "error",
+        on_bad_label: str = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
         self.ratios = tuple(split["ratios"])
         self.seed = int(split["seed"])
-        self.split_file = Path(
-            split.get("file") or default_split_path(root, self.ratios, self.seed)
-        )
+        self.strategy = split.get("strategy", "image")
+        self.split_file = split_file_for(root, split)
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
-        """One row per distinct image of the dataset root."""
-        return build_manifest(self.root)
+        """The usable images of the dataset root, one row each (indexed once, then reused)."""
+        hparams = self.hparams
+        return load_manifest(
+            self.root,
+            hparams.manifest_file,
+            hparams.verify_images,
+            hparams.on_conflict,
+            hparams.on_bad_image,
+            hparams.on_bad_label,
+        )
 
     @property
     def split_sha256(self) -> str:
@@ -72,21 +91,28 @@ class ScalpDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Creates the split file once (on the main process only under DDP)."""
-        load_or_create_split(self.manifest, self.split_file, self.ratios, self.seed)
+        self._split()
+
+    def _split(self) -> dict[str, list[str]]:
+        return load_or_create_split(
+            self.manifest, self.split_file, self.ratios, self.seed, self.strategy
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Builds the three datasets from the saved split."""
         if self.datasets:
             return
-        splits = load_or_create_split(self.manifest, self.split_file, self.ratios, self.seed)
+        splits = self._split()
         size, mean, std = self.hparams.image_size, self.hparams.mean, self.hparams.std
         for split in SPLITS:
             rows = self.manifest[self.manifest["name"].isin(set(splits[split]))]
             augment = self.hparams.augment if split == "train" else None
             transform = build_transform(size, mean, std, augment)
-            self.datasets[split] = ScalpDataset(self.root, rows.reset_index(drop=True), transform)
+            self.datasets[split] = ScalpDataset(
+                self.root, rows.reset_index(drop=True), transform, self.hparams.on_bad_image
+            )
         counts = {split: len(dataset) for split, dataset in self.datasets.items()}
-        log.info("Split %s: %s", self.split_file, counts)
+        log.info("Split %s (%s): %s", self.split_file, self.strategy, counts)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches; the last incomplete batch is dropped."""
@@ -111,6 +137,7 @@ class ScalpDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_one_opencv_thread,
+            collate_fn=collate_readable,
         )
 
 

@@ -1,48 +1,81 @@
-"""A torch Dataset of manifest rows: dict samples with ``image`` and ``grades``."""
+"""A torch Dataset of manifest rows: dict samples with ``image``, ``grades`` and ``name``."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import albumentations as A
-import cv2
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
+from scalp_ml.data.download import Download
+from scalp_ml.data.images import BadImageError, decode_rgb
 from scalp_ml.labels import INDICATOR_NAMES
 
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decodes an image file to an RGB uint8 array.
-
-    Raises:
-        OSError: The file is missing, empty or not a decodable image (the message names it).
-    """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"Cannot decode image {path}: missing, empty or not an image file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+log = logging.getLogger(__name__)
 
 
 class ScalpDataset(Dataset):
-    """Images of a manifest, transformed; each sample is ``{"image", "grades", "name"}``."""
+    """Images of a manifest, read from files or zip archives in place, transformed.
 
-    def __init__(self, root: str | Path, manifest: pd.DataFrame, transform: A.Compose) -> None:
-        self.root = Path(root)
-        self.paths = manifest["image"].tolist()
+    An image that cannot be read (changed since it was indexed and verified) raises with
+    ``on_bad_image="error"``; with ``"skip"`` it is logged and its sample is ``None``, which
+    :func:`collate_readable` leaves out of the batch.
+
+    Args:
+        root: The download's root; manifest ``image`` locations are relative to it.
+        manifest: Rows with ``image``, ``name`` and the six grade columns.
+        transform: Albumentations pipeline ending in a tensor.
+        on_bad_image: ``error`` or ``skip``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        manifest: pd.DataFrame,
+        transform: A.Compose,
+        on_bad_image: Literal["error", "skip"] = "error",
+    ) -> None:
+        self.download = Download(root)
+        self.locations = manifest["image"].tolist()
         self.names = manifest["name"].tolist()
         self.grades = torch.tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
         self.transform = transform
+        self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.locations)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        image = read_rgb(self.root / self.paths[index])
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        location = self.locations[index]
+        try:
+            image = decode_rgb(self.download.read(location), location)
+        except OSError as error:
+            if self.on_bad_image == "error":
+                raise BadImageError(
+                    f"{error} (set data.on_bad_image=skip to leave such images out; "
+                    "data.verify_images=true finds them all before training)"
+                ) from error
+            log.warning("Skipping an unreadable image: %s", error)
+            return None
         return {
             "image": self.transform(image=image)["image"],
             "grades": self.grades[index],
             "name": self.names[index],
         }
+
+
+def collate_readable(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batches the samples whose image could be read.
+
+    Raises:
+        BadImageError: No image of the batch could be read.
+    """
+    readable = [sample for sample in samples if sample is not None]
+    if not readable:
+        raise BadImageError(f"None of the {len(samples)} images of a batch could be read")
+    return default_collate(readable)

@@ -1,5 +1,14 @@
 """Train / validation / test splits stratified over all 24 (indicator, grade) pairs.
 
+Three strategies:
+
+- ``image``: the study's protocol, iterative stratification per image. Shots of one person
+  (a capture session) land in different splits, which inflates scores.
+- ``session``: every capture session (one person) stays in one split; sessions are stratified
+  on their summed (indicator, grade) counts.
+- ``official``: the download's own ``Training`` / ``Validation`` folders; validation is halved
+  into val and test by session, stratified the same way.
+
 A split is computed once, saved as a JSON file and reused by every later run and sweep trial;
 its SHA-256 is recorded beside each run's outputs.
 """
@@ -9,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +32,9 @@ from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+STRATEGIES = ("image", "session", "official")
+RARE_PAIR = 20  # below this many images, a pair's share weighs as if it had this many
+REFINE_PASSES = 20
 
 
 def grade_indicators(grades: np.ndarray) -> np.ndarray:
@@ -75,6 +88,119 @@ def _match_sizes(
         assignment[members[np.argmax(targets[members] @ excess)]] = destination
 
 
+def grouped_stratified_split(
+    groups: Sequence[str], grades: np.ndarray, ratios: Sequence[float], seed: int
+) -> np.ndarray:
+    """Assigns each image to a split index so that every group stays in one split.
+
+    Multi-label stratification on group level: each group (capture session) counts how many
+    of its images hold each (indicator, grade) pair. Groups are first dealt out greedily,
+    rarest pair first, each to the split that still lacks most of that pair (iterative
+    stratification on counts); then single groups move between splits while that brings
+    every pair's share per split, and the split sizes, closer to ``ratios``.
+
+    Args:
+        groups: Group id per image.
+        grades: ``[N, 6]`` grades.
+        ratios: Target share of each split (any number of splits), summing to 1.
+        seed: Seed of the tie-breaking order.
+    """
+    if not np.isclose(sum(ratios), 1.0):
+        raise ValueError(f"split ratios must sum to 1, got {list(ratios)}")
+    rng = np.random.default_rng(seed)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    counts = np.zeros((inverse.max() + 1, grades.shape[1] * NUM_GRADES))
+    np.add.at(counts, inverse, grade_indicators(grades))
+    # The group size is one more column, so sizes are balanced like the pairs.
+    counts = np.column_stack([counts, counts[:, :NUM_GRADES].sum(axis=1)])
+    wanted = np.asarray(ratios)[:, None] * counts.sum(axis=0)
+    assignment = _deal_groups(counts, wanted, rng)
+    return _refine_groups(assignment, counts, wanted, rng)[inverse]
+
+
+def _deal_groups(counts: np.ndarray, wanted: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greedy iterative stratification of groups on their pair counts."""
+    missing = wanted.copy()
+    assignment = np.full(len(counts), -1)
+    order = rng.permutation(len(counts))
+    while (assignment < 0).any():
+        open_groups = order[assignment[order] < 0]
+        totals = counts[open_groups, :-1].sum(axis=0)
+        pair = int(np.argmin(np.where(totals > 0, totals, np.inf)))
+        for group in open_groups[counts[open_groups, pair] > 0]:
+            need = missing[:, pair] + 1e-6 * missing[:, -1]  # ties: the split lacking most images
+            split = int(np.argmax(need))
+            assignment[group] = split
+            missing[split] -= counts[group]
+    return assignment
+
+
+def _refine_groups(
+    assignment: np.ndarray, counts: np.ndarray, wanted: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Moves single groups between splits while the squared share errors decrease."""
+    weights = 1 / np.maximum(counts.sum(axis=0), RARE_PAIR) ** 2
+    weights[-1] *= counts.shape[1]  # the sizes weigh as much as all pairs together
+    splits = np.arange(len(wanted))
+    error = np.stack([counts[assignment == s].sum(axis=0) for s in splits]) - wanted
+    for _ in range(REFINE_PASSES):
+        moved = False
+        for group in rng.permutation(len(counts)):
+            source, count = assignment[group], counts[group]
+            # Change of sum(weights * error**2) when the group moves to each split.
+            change = 2 * ((error - error[source] + count) * count * weights).sum(axis=1)
+            change[source] = 0
+            target = int(np.argmin(change))
+            if change[target] < -1e-12:
+                error[source] -= count
+                error[target] += count
+                assignment[group] = target
+                moved = True
+        if not moved:
+            break
+    return assignment
+
+
+def assign_splits(
+    manifest: pd.DataFrame, strategy: str, ratios: Sequence[float], seed: int
+) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) per manifest row under ``strategy``.
+
+    Raises:
+        ValueError: Unknown strategy, or ``official`` on images outside ``Training`` and
+            ``Validation`` folders.
+    """
+    grades = manifest[list(INDICATOR_NAMES)].to_numpy()
+    if strategy == "image":
+        return stratified_split(grades, ratios, seed)
+    if strategy == "session":
+        if len(ratios) != len(SPLITS):
+            raise ValueError(f"split ratios must be three numbers, got {list(ratios)}")
+        return grouped_stratified_split(manifest["session"].tolist(), grades, ratios, seed)
+    if strategy == "official":
+        return _official_split(manifest, grades, seed)
+    raise ValueError(f"data.split.strategy must be one of {'|'.join(STRATEGIES)}, got {strategy!r}")
+
+
+def _official_split(manifest: pd.DataFrame, grades: np.ndarray, seed: int) -> np.ndarray:
+    """Training folders train; Validation folders halved into val and test by session."""
+    subsets = manifest["subset"].to_numpy()
+    outside = ~np.isin(subsets, ("Training", "Validation"))
+    if outside.any():
+        raise ValueError(
+            f"data.split.strategy=official needs every image under a Training or Validation "
+            f"folder or archive; {outside.sum()} are in neither, e.g. "
+            f"{manifest['image'][outside].iloc[0]}"
+        )
+    assignment = np.zeros(len(manifest), dtype=int)
+    validation = np.flatnonzero(subsets == "Validation")
+    if len(validation):
+        sessions = manifest["session"].to_numpy()[validation]
+        halves = grouped_stratified_split(sessions, grades[validation], (0.5, 0.5), seed)
+        assignment[validation] = 1 + halves
+    return assignment
+
+
 def images_fingerprint(names: Sequence[str]) -> str:
     """SHA-256 of the sorted image names: tells whether a split file fits a manifest."""
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
@@ -85,47 +211,75 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def default_split_path(root: str | Path, ratios: Sequence[float], seed: int) -> Path:
-    """Where a split is saved beside the data: ``.scalp_ml/splits/image-70-15-15-seed42.json``."""
-    percents = "-".join(f"{round(r * 100):d}" for r in ratios)
-    return Path(root) / ".scalp_ml" / "splits" / f"image-{percents}-seed{seed}.json"
+def default_split_path(
+    root: str | Path, ratios: Sequence[float], seed: int, strategy: str = "image"
+) -> Path:
+    """Where a split is saved beside the data: ``.scalp_ml/splits/session-70-15-15-seed42.json``.
+
+    An ``official`` split ignores the ratios: ``official-seed42.json``.
+    """
+    percents = "" if strategy == "official" else "-".join(f"{round(r * 100):d}" for r in ratios)
+    name = "-".join(part for part in (strategy, percents, f"seed{seed}") if part)
+    return Path(root) / ".scalp_ml" / "splits" / f"{name}.json"
+
+
+def split_file_for(root: str | Path, split: Mapping[str, Any]) -> Path:
+    """The split file of a ``data.split`` config: its ``file``, or the default beside the data.
+
+    A config without ``strategy`` (checkpoints that predate it) means ``image``.
+    """
+    strategy = split.get("strategy", "image")
+    return Path(
+        split.get("file") or default_split_path(root, split["ratios"], split["seed"], strategy)
+    )
 
 
 def load_or_create_split(
-    manifest: pd.DataFrame, path: str | Path, ratios: Sequence[float], seed: int
+    manifest: pd.DataFrame,
+    path: str | Path,
+    ratios: Sequence[float],
+    seed: int,
+    strategy: str = "image",
 ) -> dict[str, list[str]]:
     """Returns image names per split, reading ``path`` or creating it on first use.
 
+    The file records the strategy, seed, ratios, the images' fingerprint and the images and
+    capture sessions per split.
+
     Raises:
-        ValueError: ``path`` was made for another set of images or other ratios or seed.
+        ValueError: ``path`` was made for another set of images, strategy, ratios or seed.
     """
     path = Path(path)
     fingerprint = images_fingerprint(manifest["name"].tolist())
+    expected = {"strategy": strategy, "images_sha256": fingerprint, "seed": seed}
+    if strategy != "official":
+        expected["ratios"] = list(ratios)
     if path.is_file():
         saved = json.loads(path.read_text())
-        expected = {"images_sha256": fingerprint, "ratios": list(ratios), "seed": seed}
         found = {key: saved.get(key) for key in expected}
         if found != expected:
             raise ValueError(
                 f"Split file {path} does not fit this run: it records {found}, the run needs "
-                f"{expected}. The images, ratios or seed changed; delete the file to make a "
-                "new split, or point data.split.file elsewhere."
+                f"{expected}. The images, strategy, ratios or seed changed; delete the file to "
+                "make a new split, or point data.split.file elsewhere."
             )
-        log.info("Using split %s (%s)", path, saved["counts"])
+        log.info("Using the %s split %s (%s)", strategy, path, saved["counts"])
         return saved["splits"]
-    assignment = stratified_split(manifest[list(INDICATOR_NAMES)].to_numpy(), ratios, seed)
+    assignment = assign_splits(manifest, strategy, ratios, seed)
     names = manifest["name"].to_numpy()
+    sessions = manifest["session"].to_numpy() if "session" in manifest else names
     splits = {
         split: sorted(names[assignment == index].tolist()) for index, split in enumerate(SPLITS)
     }
     record = {
-        "strategy": "image",
-        "seed": seed,
+        **expected,
         "ratios": list(ratios),
-        "images_sha256": fingerprint,
         "counts": {split: len(members) for split, members in splits.items()},
+        "sessions": {
+            split: len(set(sessions[assignment == index])) for index, split in enumerate(SPLITS)
+        },
         "splits": splits,
     }
     atomic_write_text(path, json.dumps(record, indent=1))
-    log.info("Wrote split %s (%s)", path, record["counts"])
+    log.info("Wrote the %s split %s (%s)", strategy, path, record["counts"])
     return splits

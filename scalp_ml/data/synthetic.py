@@ -4,7 +4,9 @@ The layout, file names and JSON labels copy the real download, so the same reade
 both. Grades follow the study's Table 1 frequencies; each indicator has its own visual cue
 whose strength rises with the grade (specks, sheen, redness, pustules, flakes, hair density).
 
-Run: ``python -m scalp_ml.data.synthetic out_dir=data/synthetic n_images=2000``.
+Run: ``python -m scalp_ml.data.synthetic out_dir=data/synthetic n_images=2000``; add
+``archives=true`` to get the download as it comes: one zip archive per condition folder, member
+names in CP949 without the zip's UTF-8 flag, as Korean Windows tools write them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ KEEP_PERSON_GRADE = 0.7  # chance that a shot shows its person's grade rather th
 MARKER = ".synthetic.json"
 GENERATOR_VERSION = 3  # bump when the rendering changes, so old datasets are regenerated
 IN_PROGRESS = ".synthetic-in-progress"
+SUBSETS = ("Training", "Validation")
 
 # Visual strength of each cue per grade 0..3.
 SPECKS = (0, 250, 550, 1000)  # microkeratin: clusters of small greyish specks
@@ -260,15 +264,25 @@ def condition_folder(indicator_index: int, grade: int) -> str:
     return f"{korean}_{grade}.{GRADES_KOREAN[grade]}"
 
 
-def write_session(plan: SessionPlan, out_dir: Path, duplicate_fraction: float, quality: int) -> int:
-    """Renders and writes one session's JPEGs and JSON labels; returns the files written."""
+def write_session(
+    plan: SessionPlan,
+    out_dir: Path,
+    duplicate_fraction: float,
+    quality: int,
+    render: Callable[[np.ndarray, Person, np.random.Generator], np.ndarray] = render_scalp,
+) -> int:
+    """Renders and writes one session's JPEGs and JSON labels; returns the files written.
+
+    ``render`` draws one shot from its grades (benchmarks of indexing, which never look at
+    the pixels, pass a faster one).
+    """
     rng = np.random.default_rng(plan.seed)
     person = sample_person(rng)
     grades = sample_session_grades(plan.n_shots, rng)
     written = 0
     for (shot, region), shot_grades in zip(SHOTS, grades, strict=False):
         name = f"{plan.site}_{plan.device}_{plan.timestamp_ms}_{shot}_{region}"
-        image = render_scalp(shot_grades, person, rng)
+        image = render(shot_grades, person, rng)
         label = {"image_id": name, "image_file_name": f"{name}.jpg"}
         label |= {ind.key: str(int(g)) for ind, g in zip(INDICATORS, shot_grades, strict=True)}
         # Filed under its most severe condition, sometimes also under the second one, as in
@@ -296,6 +310,7 @@ def generate(
     duplicate_fraction: float = 0.05,
     jpeg_quality: int = 92,
     workers: int = 0,
+    archives: bool = False,
 ) -> Path:
     """Writes a synthetic AI Hub-style dataset of ``n_images`` distinct images.
 
@@ -311,6 +326,7 @@ def generate(
         duplicate_fraction: Share of images filed under a second condition folder too.
         jpeg_quality: JPEG quality of the written images.
         workers: Processes rendering in parallel; 0 uses every available core.
+        archives: Pack each condition folder into a zip archive, as the download comes.
 
     Returns:
         The dataset root.
@@ -323,6 +339,7 @@ def generate(
         "validation_fraction": validation_fraction,
         "duplicate_fraction": duplicate_fraction,
         "jpeg_quality": jpeg_quality,
+        "archives": archives,
     }
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == params:
@@ -343,6 +360,8 @@ def generate(
             chunksize=8,
         )
         files = sum(track(jobs, total=len(plans), description=f"Rendering {n_images} images"))
+    if archives:
+        pack_archives(root)
     atomic_write_text(marker, json.dumps(params, indent=2))
     (root / IN_PROGRESS).unlink()
     log.info("Wrote %d images (%d files, %d sessions) to %s", n_images, files, len(plans), root)
@@ -358,9 +377,39 @@ def _clear_own_output(root: Path) -> None:
             "choose an empty or new out_dir"
         )
     log.info("Clearing the earlier synthetic dataset at %s", root)
-    for subset in ("Training", "Validation"):
+    for subset in SUBSETS:
         shutil.rmtree(root / subset, ignore_errors=True)
     (root / MARKER).unlink(missing_ok=True)
+
+
+class _CP949Member(zipfile.ZipInfo):
+    """A zip entry whose name is stored in CP949 without the UTF-8 flag (Korean Windows)."""
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # overrides zipfile (private API)
+        return self.filename.encode("cp949"), self.flag_bits
+
+
+def pack_archives(root: Path) -> list[Path]:
+    """Replaces every condition folder of ``root`` by a zip archive of the same name.
+
+    ``Training/01.원천데이터/[원천]비듬_2.중등도/x.jpg`` becomes the member
+    ``[원천]비듬_2.중등도/x.jpg`` of ``Training/01.원천데이터/[원천]비듬_2.중등도.zip``. Images
+    are stored, labels deflated; member names are CP949 bytes without the UTF-8 flag.
+
+    Returns:
+        The archives written.
+    """
+    written = []
+    for folder in sorted(path for path in root.glob("*/*/*") if path.is_dir()):
+        archive = folder.with_name(f"{folder.name}.zip")
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for file in sorted(folder.iterdir()):
+                member = _CP949Member(f"{folder.name}/{file.name}", date_time=(2021, 6, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED if file.suffix == ".json" else 0
+                bundle.writestr(member, file.read_bytes())
+        shutil.rmtree(folder)
+        written.append(archive)
+    return written
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="synthetic")
