@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import albumentations as A
@@ -27,20 +28,36 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 class ScalpDataset(Dataset):
-    """Images of a manifest, transformed; each sample is ``{"image", "grades", "name"}``."""
+    """Images of a manifest, transformed; each sample is ``{"image", "grades", "name"}``.
 
-    def __init__(self, root: str | Path, manifest: pd.DataFrame, transform: A.Compose) -> None:
+    Args:
+        root: Folder the manifest's ``image`` paths are relative to.
+        manifest: Rows with ``image``, ``name`` and the six grade columns.
+        transform: Applied to each RGB uint8 image.
+        decoded: Letterboxed images read from the decoded-image cache instead of the files
+            (see :mod:`scalp_ml.data.cache`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        manifest: pd.DataFrame,
+        transform: A.Compose,
+        decoded: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.paths = manifest["image"].tolist()
         self.names = manifest["name"].tolist()
         self.grades = torch.tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
         self.transform = transform
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        image = read_rgb(self.root / self.paths[index])
+        path = self.paths[index]
+        image = read_rgb(self.root / path) if self.decoded is None else self.decoded[path]
         return {
             "image": self.transform(image=image)["image"],
             "grades": self.grades[index],
