@@ -55,8 +55,8 @@ def _augmentation(augment: Mapping[str, Any]) -> nn.Sequential:
             hue=jitter["hue"],
             p=jitter["p"],
         ),
-        K.RandomAffine(
-            degrees=tuple(affine["rotate"]),
+        K.RandomAffine(  # kornia turns positive angles the other way round
+            degrees=(-affine["rotate"][1], -affine["rotate"][0]),
             scale=tuple(affine["scale"]),
             padding_mode="zeros",
             p=affine["p"],
