@@ -130,11 +130,16 @@ def device_batch(module: ScalpDataModule) -> dict[str, Any]:
 
 
 def test_evaluation_batches_are_normalised_on_the_device(synthetic_root: Path) -> None:
+    on_cpu = next(
+        iter(datamodule(synthetic_root, "+data.normalize_on_device=false").val_dataloader())
+    )
+    assert on_cpu["image"].dtype == torch.float32
+    for augment_on in ("cpu", "gpu"):
+        module = datamodule(synthetic_root, f"data.augment_on={augment_on}")
+        uint8 = next(iter(module.val_dataloader()))
+        assert uint8["image"].dtype == torch.uint8  # 4x less to copy to the device
+        assert torch.allclose(device_batch(module)["image"], on_cpu["image"], atol=1e-5)
     cpu = device_batch(datamodule(synthetic_root))
-    uint8 = next(iter(datamodule(synthetic_root, "data.augment_on=gpu").val_dataloader()))
-    assert uint8["image"].dtype == torch.uint8  # 4x less to copy to the device
-    gpu = device_batch(datamodule(synthetic_root, "data.augment_on=gpu"))
-    assert torch.allclose(cpu["image"], gpu["image"], atol=1e-5)
     decoded = device_batch(datamodule(synthetic_root, "data.augment_on=gpu", "data.decode_on=gpu"))
     assert decoded["image"].shape == cpu["image"].shape and decoded["name"] == cpu["name"]
     assert (decoded["image"] - cpu["image"]).abs().mean() < 0.05  # area resize vs OpenCV's

@@ -47,6 +47,9 @@ class ScalpDataModule(L.LightningDataModule):
         decode_on: ``gpu`` decodes JPEG batches on the training device (needs
             ``augment_on=gpu`` and no cache); ``cpu`` decodes in the loader workers.
         prefetch_factor: Batches each loader process prepares ahead.
+        normalize_on_device: Loaders send uint8 images (4x less to copy) that
+            ``on_after_batch_transfer`` normalises; ``False`` for consumers outside Lightning
+            that need normalised float32 batches (``augment_on=cpu`` only).
     """
 
     def __init__(
@@ -64,10 +67,11 @@ class ScalpDataModule(L.LightningDataModule):
         augment_on: str = "cpu",
         decode_on: str = "cpu",
         prefetch_factor: int = 4,
+        normalize_on_device: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        _check_pipeline(cache, augment_on, decode_on)
+        _check_pipeline(cache, augment_on, decode_on, normalize_on_device)
         self.root = Path(root)
         self.ratios = tuple(split["ratios"])
         self.seed = int(split["seed"])
@@ -77,8 +81,9 @@ class ScalpDataModule(L.LightningDataModule):
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".scalp_ml" / "cache"
-        self.on_device = augment_on == "gpu"
-        self.device_augmentation = DeviceAugmentation(mean, std, augment)
+        self.device_augmentation = DeviceAugmentation(
+            mean, std, augment if augment_on == "gpu" else None
+        )
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
@@ -113,14 +118,15 @@ class ScalpDataModule(L.LightningDataModule):
         dataset_type = EncodedScalpDataset if self.hparams.decode_on == "gpu" else ScalpDataset
         for split in SPLITS:
             rows = self.manifest[self.manifest["name"].isin(set(splits[split]))]
-            augment = self.hparams.augment if split == "train" else None
+            on_cpu = split == "train" and self.hparams.augment_on == "cpu"
+            augment = self.hparams.augment if on_cpu else None
             transform = build_transform(
                 size,
                 mean,
                 std,
                 augment,
                 letterboxed=decoded is not None,
-                on_device=self.on_device,
+                normalize=not self.hparams.normalize_on_device,
                 seed=torch.initial_seed() % 2**32,  # the run's seed (seed_everything)
             )
             self.datasets[split] = dataset_type(
@@ -165,15 +171,15 @@ class ScalpDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """With ``augment_on=gpu``: augments (training only) and normalises on the device."""
-        if self.on_device:
+        """Normalises on the device; with ``augment_on=gpu`` augments training batches first."""
+        if self.hparams.normalize_on_device:
             training = self.trainer is not None and self.trainer.training
             augmentation = self.device_augmentation.to(batch["image"].device)
             batch["image"] = augmentation(batch["image"], train=training)
         return batch
 
 
-def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:
+def _check_pipeline(cache: str, augment_on: str, decode_on: str, normalize_on_device: bool) -> None:
     """Raises ValueError naming the setting when the data pipeline options do not fit."""
     for name, value, allowed in (
         ("cache", cache, ("memmap", "none")),
@@ -187,6 +193,8 @@ def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:
             "data.decode_on=gpu needs data.augment_on=gpu and data.cache=none "
             f"(got augment_on={augment_on}, cache={cache})"
         )
+    if augment_on == "gpu" and not normalize_on_device:
+        raise ValueError("data.augment_on=gpu needs normalize_on_device=True")
 
 
 def _init_worker(_: int) -> None:

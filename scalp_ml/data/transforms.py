@@ -46,7 +46,7 @@ def build_transform(
     std: Sequence[float],
     augment: Mapping[str, Any] | None = None,
     letterboxed: bool = False,
-    on_device: bool = False,
+    normalize: bool = True,
     seed: int | None = None,
 ) -> A.Compose:
     """Letterbox, then (for training) augmentation, then normalisation to a CHW tensor.
@@ -57,14 +57,14 @@ def build_transform(
         std: Normalisation standard deviation per RGB channel.
         augment: Training augmentation values (see :func:`augmentation`); ``None`` for none.
         letterboxed: Inputs are already letterboxed (read from the decoded-image cache).
-        on_device: Stop at a uint8 CHW tensor: augmentation and normalisation then run on the
-            training device (:class:`scalp_ml.data.device_augment.DeviceAugmentation`).
+        normalize: Normalise to float32; ``False`` stops at a uint8 CHW tensor, normalised on
+            the training device (:class:`scalp_ml.data.device_augment.DeviceAugmentation`).
         seed: Seed of the augmentation's own random state (albumentations ignores the global
             seeds); ``None`` draws one from the operating system.
     """
     steps = [] if letterboxed else letterbox(image_size)
-    if not on_device:
-        if augment is not None:
-            steps += augmentation(augment)
+    if augment is not None:
+        steps += augmentation(augment)
+    if normalize:
         steps.append(A.Normalize(mean=tuple(mean), std=tuple(std)))
     return A.Compose([*steps, ToTensorV2()], seed=seed)
