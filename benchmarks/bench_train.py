@@ -5,8 +5,9 @@ in-memory batches, the same number of steps, on the CPU. The plain loop does wha
 ``training_step`` does (forward, loss, finiteness check, backward, step) without logging.
 Epoch times come from the first batch to the end of the last optimizer step of every epoch
 after the first (warm-up); rounds alternate the two so machine noise hits both, and the goal is
-judged on the fastest epoch of each (the least disturbed by other work; medians are shown too). Prints a
-Markdown table and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+judged on the fastest epoch of each (the least disturbed by other work; medians are shown
+too). Prints a Markdown table and appends it, with date, machine and command, to
+``benchmarks/RESULTS.md``.
 
 Run: ``make bench-train`` (or ``python benchmarks/bench_train.py``).
 """
