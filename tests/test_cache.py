@@ -1,7 +1,9 @@
 import json
+import multiprocessing
 import os
 import pickle
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import albumentations as A
@@ -75,6 +77,27 @@ def test_reader_pickles_without_pixels_and_works_in_loader_processes(
     loaded = np.concatenate(list(DataLoader(Rows(), batch_size=8, num_workers=2)))
     expected = np.stack([letterboxed(root / path, 48) for path in paths])
     assert np.array_equal(loaded, expected)
+
+
+def test_concurrent_runs_share_one_build(
+    images: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, paths = images
+    cache_dir, builds = tmp_path / "cache", tmp_path / "builds.txt"
+    build = cache_module.build_cache
+
+    def counted_build(*args: object) -> None:
+        with builds.open("a") as log:
+            log.write("build\n")
+        build(*args)
+
+    monkeypatch.setattr(cache_module, "build_cache", counted_build)  # forked processes see it
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(3, mp_context=fork) as pool:  # like DDP ranks or sweep trials
+        runs = [pool.submit(open_cache, root, paths, 48, cache_dir, 1) for _ in range(3)]
+        decoded = [run.result() for run in runs]
+    assert builds.read_text() == "build\n"
+    assert all(np.array_equal(d[paths[9]], letterboxed(root / paths[9], 48)) for d in decoded)
 
 
 def test_changed_image_or_size_rebuilds_the_cache(
