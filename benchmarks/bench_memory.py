@@ -26,7 +26,7 @@ from common import append_section, replicated_dataset, table
 WORK_DIR = Path(tempfile.gettempdir()) / "scalp_bench"
 # Short runs: memory peaks within the first batches of each loop.
 LIMITS = [
-    "+trainer.limit_train_batches=60",
+    "+trainer.limit_train_batches=30",
     "+trainer.limit_val_batches=10",
     "+trainer.limit_test_batches=10",
 ]
@@ -111,7 +111,7 @@ def main() -> None:
     lines += [
         "",
         f"- `experiment=demo` (test_efficientnet, 160 px, batch 32), {cores} loader processes, "
-        "one epoch of at most 60 training batches, 10 validation and 10 test batches; "
+        "one epoch of at most 30 training batches, 10 validation and 10 test batches; "
         f"synthetic photographs (hard links to 50 generated ones). The cache file is "
         f"{args.cache_images * 160 * 160 * 3 / 1e9:.2f} GB; rows are read with `preadv`, so "
         "the page cache holds them, not the processes.",
