@@ -14,6 +14,7 @@ Run: ``make bench-gpu`` (or ``python benchmarks/bench_gpu.py``).
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import tempfile
 import time
@@ -110,6 +111,8 @@ def fit_throughput(module: ScalpGrader, args: argparse.Namespace, steps: int, **
         callbacks=[timer],
     )
     trainer.fit(module, **data)
+    del trainer  # and with it the loader's persistent processes, before the next measurement
+    gc.collect()
     return timer.images_per_second
 
 

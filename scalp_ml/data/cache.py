@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,7 +72,7 @@ def manifest_key(root: str | Path, paths: Sequence[str], image_size: int) -> str
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
-class DecodedImages:
+class DecodedImages(Mapping[str, np.ndarray]):
     """Reads letterboxed RGB rows of a built cache by image path.
 
     The file is opened lazily in each process (loader workers, DDP ranks); pickling carries
@@ -91,6 +91,9 @@ class DecodedImages:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
 
     def __getitem__(self, path: str) -> np.ndarray:
         """The letterboxed ``H x W x 3`` uint8 image of a manifest path."""
