@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer bench-index bench-tradeoff lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-tradeoff lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
 
@@ -36,13 +36,25 @@ test: install  ## the default test suite (no network, no GPU)
 test-slow: install  ## slow end-to-end checks (the demo's quality bar)
 	$(PY) -m pytest -m slow
 
-bench: bench-infer bench-index  ## every benchmark; results appended to benchmarks/RESULTS.md
+bench: bench-infer bench-index bench-data bench-train bench-gpu bench-memory  ## every benchmark (< 10 min); results appended to benchmarks/RESULTS.md
 
 bench-infer: install  ## CPU inference latency/throughput, eager vs ONNX Runtime
 	$(PY) benchmarks/bench_infer.py --threads 2
 
 bench-index: install  ## index 20,000 label + image pairs of a zip download (goal: < 60 s)
 	$(PY) benchmarks/bench_index.py --pairs 20000
+
+bench-data: install  ## images/s per core: JPEG + albumentations vs memmap cache + CPU / device augmentation
+	$(PY) benchmarks/bench_data.py
+
+bench-train: install  ## Lightning fit epoch time vs a plain PyTorch loop (tiny model, CPU)
+	$(PY) benchmarks/bench_train.py
+
+bench-gpu: install  ## GPU only: loader-fed vs loader-free training images/s per pipeline mode
+	$(PY) benchmarks/bench_gpu.py
+
+bench-memory: install  ## peak RAM of the demo training run and of one on a 20,000-image cache
+	$(PY) benchmarks/bench_memory.py
 
 bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
 	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2

@@ -10,44 +10,23 @@ Run: ``make bench-infer`` (or ``python benchmarks/bench_infer.py --threads 2``).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import append_section, timings
 
 from scalp_ml.export import onnx_bytes
 from scalp_ml.inference import Probabilities
 from scalp_ml.models.multihead import MultiHeadClassifier
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 # (config name, timm backbone, image size): the demo model and the recipe's backbones.
 MODELS = (
     ("tiny", "test_efficientnet", 160),
     ("effnet_b0", "efficientnet_b0", 448),
     ("effnet_b4", "efficientnet_b4", 448),
 )
-
-
-def timings(
-    run: Callable[[], object], seconds: float, warmup: int = 3, min_runs: int = 5
-) -> list[float]:
-    """Wall times of ``run`` after ``warmup`` calls, for ``seconds`` and ``min_runs`` or more."""
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < seconds:
-        begin = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - begin)
-    return times
 
 
 def measure(backbone: str, size: int, batch: int, threads: int, seconds: float) -> dict[str, float]:
@@ -90,24 +69,6 @@ def measure(backbone: str, size: int, batch: int, threads: int, seconds: float) 
     return results
 
 
-def machine() -> str:
-    """CPU model, usable cores and library versions."""
-    import onnxruntime
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} usable cores; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
-    )
-
-
 def main() -> None:
     """Measures every model and appends the table to RESULTS.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,17 +100,12 @@ def main() -> None:
         ]
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    command = "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:])
-    section = [
-        f"### Inference, CPU — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine()}",
-        f"- command: `{command.strip()}` (random weights; latency is independent of training)",
-        "",
-        *lines,
-    ]
-    with RESULTS.open("a", encoding="utf-8") as results:
-        results.write("\n" + "\n".join(section) + "\n")
-    print("\n".join(section))
+    append_section(
+        "Inference, CPU",
+        lines,
+        "onnxruntime",
+        note="random weights; latency is independent of training",
+    )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     predictor = TorchPredictor(checkpoint, cfg.device)
     data = dict(predictor.data)
     data |= {key: cfg[key] for key in ("batch_size", "num_workers") if cfg[key] is not None}
+    # The predictor takes normalised float images: prepare them in the loader.
+    data |= {"augment_on": "cpu", "decode_on": "cpu", "normalize_on_device": False}
     if cfg.data_root is not None:
         data["root"] = cfg.data_root
     datamodule = ScalpDataModule(**data)

@@ -1,6 +1,8 @@
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pytest
 import torch
 
 from scalp_ml.data.datamodule import ScalpDataModule
@@ -75,3 +77,19 @@ def test_zip_download_gives_the_batches_of_the_extracted_one(tmp_path: Path) -> 
     assert batches[0]["name"] == batches[1]["name"]
     assert torch.equal(batches[0]["image"], batches[1]["image"])
     assert torch.equal(batches[0]["grades"], batches[1]["grades"])
+
+
+@pytest.mark.timeout(120)
+def test_loader_processes_start_after_the_parent_used_opencv(synthetic_root: Path) -> None:
+    # A forked loader process that reconfigures OpenCV's threads after its parent used them
+    # deadlocks; the parent's own decoding (num_workers=0, predict, notebooks) comes first here.
+    cfg = compose_train(
+        [f"data.root={synthetic_root}", "data.image_size=64", "run_dir=/tmp/unused"]
+    )
+    datamodule = ScalpDataModule(**{**cfg.data, "num_workers": 0})
+    datamodule.setup("fit")
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (500, 500), interpolation=cv2.INTER_AREA)
+    next(iter(datamodule.val_dataloader()))
+    datamodule.num_workers = 2
+    batch = next(iter(datamodule.val_dataloader()))
+    assert batch["image"].shape == (16, 3, 64, 64)

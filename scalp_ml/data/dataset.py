@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import albumentations as A
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
@@ -31,6 +32,8 @@ class ScalpDataset(Dataset):
         manifest: Rows with ``image``, ``name`` and the six grade columns.
         transform: Albumentations pipeline ending in a tensor.
         on_bad_image: ``error`` or ``skip``.
+        decoded: Letterboxed images read from the decoded-image cache instead of the files
+            (see :mod:`scalp_ml.data.cache`).
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class ScalpDataset(Dataset):
         manifest: pd.DataFrame,
         transform: A.Compose,
         on_bad_image: Literal["error", "skip"] = "error",
+        decoded: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.download = Download(root)
         self.locations = manifest["image"].tolist()
@@ -46,6 +50,7 @@ class ScalpDataset(Dataset):
         self.grades = torch.tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
         self.transform = transform
         self.on_bad_image = on_bad_image
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.locations)
@@ -53,7 +58,7 @@ class ScalpDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         location = self.locations[index]
         try:
-            image = decode_rgb(self.download.read(location), location)
+            image = self.read(location)
         except OSError as error:
             if self.on_bad_image == "error":
                 raise BadImageError(
@@ -67,6 +72,12 @@ class ScalpDataset(Dataset):
             "grades": self.grades[index],
             "name": self.names[index],
         }
+
+    def read(self, location: str) -> np.ndarray:
+        """The RGB image at a manifest location: from the cache if there is one, else decoded."""
+        if self.decoded is not None:
+            return self.decoded[location]
+        return decode_rgb(self.download.read(location), location)
 
 
 def collate_readable(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:

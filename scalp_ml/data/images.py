@@ -16,6 +16,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+# Decoding runs in many processes (loader workers, pools), one OpenCV thread each. It is set
+# here, at import in the parent, so forked children inherit it: cv2.setNumThreads called in a
+# forked child whose parent already used OpenCV's thread pool deadlocks.
+cv2.setNumThreads(1)
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 

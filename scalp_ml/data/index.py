@@ -18,7 +18,6 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import cv2
 import hydra
 import pandas as pd
 from omegaconf import DictConfig
@@ -158,7 +157,7 @@ def _verify(root: Path, manifest: pd.DataFrame, progress: bool) -> None:
     # Fresh processes: a forked one inherits OpenCV's thread pool in a broken state once this
     # process has used it, and can hang at its first OpenCV call.
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_one_opencv_thread) as pool:
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
         results = pool.map(_decode_problems, [root] * len(chunks), chunks)
         if progress:
             description = f"Decoding {len(locations)} images once"
@@ -166,11 +165,6 @@ def _verify(root: Path, manifest: pd.DataFrame, progress: bool) -> None:
         problems = [problem for chunk in results for problem in chunk]
     manifest.loc[todo, "image_problem"] = problems
     log.info("Decoded %d images: %d unreadable", len(problems), sum(map(bool, problems)))
-
-
-def _one_opencv_thread() -> None:
-    """Each verifying process decodes on one thread: the processes are the parallelism."""
-    cv2.setNumThreads(1)
 
 
 def _decode_problems(root: Path, locations: list[str]) -> list[str]:

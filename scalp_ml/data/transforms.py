@@ -45,10 +45,26 @@ def build_transform(
     mean: Sequence[float],
     std: Sequence[float],
     augment: Mapping[str, Any] | None = None,
+    letterboxed: bool = False,
+    normalize: bool = True,
+    seed: int | None = None,
 ) -> A.Compose:
-    """Letterbox, then (for training) augmentation, then normalisation to a CHW tensor."""
-    steps = letterbox(image_size)
+    """Letterbox, then (for training) augmentation, then normalisation to a CHW tensor.
+
+    Args:
+        image_size: Side of the letterboxed square.
+        mean: Normalisation mean per RGB channel.
+        std: Normalisation standard deviation per RGB channel.
+        augment: Training augmentation values (see :func:`augmentation`); ``None`` for none.
+        letterboxed: Inputs are already letterboxed (read from the decoded-image cache).
+        normalize: Normalise to float32; ``False`` stops at a uint8 CHW tensor, normalised on
+            the training device (:class:`scalp_ml.data.device_augment.DeviceAugmentation`).
+        seed: Seed of the augmentation's own random state (albumentations ignores the global
+            seeds); ``None`` draws one from the operating system.
+    """
+    steps = [] if letterboxed else letterbox(image_size)
     if augment is not None:
         steps += augmentation(augment)
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
-    return A.Compose(steps)
+    if normalize:
+        steps.append(A.Normalize(mean=tuple(mean), std=tuple(std)))
+    return A.Compose([*steps, ToTensorV2()], seed=seed)
