@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import RandomSampler
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +20,12 @@ class EpochSeed(L.Callback):
 
     Shuffling, augmentation and dropout of an epoch then depend on the seed and the epoch
     number only, so a run resumed from ``last.ckpt`` repeats the epochs that the uninterrupted
-    run would have trained.
+    run would have trained. The shuffling gets its own generator and albumentations keeps its
+    own (global seeds do not reach it), so both are reseeded at the start of the epoch; the
+    global generators (dropout) at its first batch, after Lightning created the loader
+    iterator, which it does earlier in the first epoch after a resume. With loader processes
+    (``data.num_workers > 0``) the augmentation runs in the processes' own copies, and only
+    ``num_workers=0`` repeats it exactly.
 
     Args:
         seed: The run's seed.
@@ -27,8 +35,21 @@ class EpochSeed(L.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Reseeds torch, NumPy, ``random`` and the loader processes for this epoch."""
-        L.seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
+        """Reseeds the shuffling and the training transform for this epoch."""
+        seed = self.seed + trainer.current_epoch
+        loader = trainer.train_dataloader
+        if isinstance(getattr(loader, "sampler", None), RandomSampler):
+            loader.sampler.generator = torch.Generator().manual_seed(seed)
+        transform = getattr(getattr(loader, "dataset", None), "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Reseeds torch, NumPy and ``random`` before the epoch's first batch."""
+        if batch_idx == 0:
+            L.seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
 
 
 class CheckpointOnSigterm(L.Callback):

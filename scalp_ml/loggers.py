@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -18,7 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer without the deletion of an existing ``metrics.csv``."""
+    """Lightning's CSV writer that continues an existing ``metrics.csv`` instead of deleting it."""
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if self._fs.isfile(self.metrics_file_path):  # new columns are added to the old header
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
 
     def _check_log_dir_exists(self) -> None:
         """Keeps the file: a resumed run appends its epochs to the interrupted run's."""
@@ -39,6 +47,10 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        """Writes the pending rows, so the log holds every epoch that a checkpoint holds."""
+        self.save()
 
 
 def wandb_api_key_configured() -> bool:
