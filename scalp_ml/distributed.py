@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.plugins import LayerSync
+from lightning.pytorch.utilities import rank_zero_warn
 from timm.layers import BatchNormAct2d, SyncBatchNormAct, convert_sync_batchnorm
 from torch import nn
 
@@ -41,7 +42,14 @@ class TimmSyncBatchNorm(LayerSync):
     """
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """Model with every BatchNorm synchronised across ranks."""
+        """Model with every BatchNorm synchronised across ranks (GPU models only).
+
+        PyTorch's synchronised BatchNorm runs on GPUs only: a CPU model (tests, ``gloo``)
+        keeps per-process BatchNorm, with a warning.
+        """
+        if next(model.parameters()).device.type == "cpu":
+            rank_zero_warn("Synchronised BatchNorm needs GPUs: BatchNorm stays per process")
+            return model
         return convert_sync_batchnorm(model)
 
     def revert(self, model: nn.Module) -> nn.Module:

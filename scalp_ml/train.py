@@ -7,6 +7,7 @@ on the validation and test splits and writes the report into the run directory.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from scalp_ml.data.datamodule import ScalpDataModule
@@ -66,7 +68,10 @@ def _fit_and_evaluate(
     run_dir: Path,
 ) -> dict[str, float]:
     """Fits, re-evaluates the best checkpoint on val and test, and writes the report."""
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as stop:  # CheckpointOnSigterm saved last.ckpt
+        raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         log.warning("No best checkpoint was saved; evaluating the weights as they are")
