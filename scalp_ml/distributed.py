@@ -63,7 +63,7 @@ class TimmSyncBatchNorm(LayerSync):
             else:
                 reverted = nn.BatchNorm2d(*arguments, model.track_running_stats)
             reverted.load_state_dict(model.state_dict())
-            reverted.to(next(model.buffers(), torch.empty(0)).device)
+            reverted.to(next(model.buffers(), torch.empty(0)).device).train(model.training)
         for name, child in model.named_children():
             reverted.add_module(name, self.revert(child))
         return reverted
