@@ -55,6 +55,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             datamodule.prepare_data()
         if trainer.is_global_zero:
             record_run(run_dir, cfg, datamodule.split_file)
+        for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir)
     finally:
         finish_wandb(loggers)
