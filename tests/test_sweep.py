@@ -90,3 +90,16 @@ def test_a_multirun_refuses_distributed_training() -> None:
     with pytest.raises(ValueError, match="--multirun cannot be combined"):
         refuse_distributed_multirun(compose_train(["trainer=ddp"]).trainer)
     refuse_distributed_multirun(compose_train([]).trainer)  # one device: fine
+
+
+def test_the_slurm_launcher_runs_one_gpu_per_job() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "scalp_ml.sweep.SweepSummary"
