@@ -1,12 +1,14 @@
 """Interrupted runs: SIGKILL then ``ckpt_path=last``, SIGTERM's checkpoint, non-finite loss."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -67,19 +69,27 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, 
     assert result["val"]["macro_f1"] == pytest.approx(reference["val/macro_f1"], abs=0.01)
 
 
-def test_sigterm_saves_a_checkpoint_before_exit(synthetic_root: Path, tmp_path: Path):
-    run_dir = tmp_path / "preempted"
-    process = start_train(run_dir, *TWO_EPOCHS, f"data.root={synthetic_root}")
-    last = run_dir / "checkpoints" / "last.ckpt"
-    wait_for(last, process)
-    first_save = last.stat().st_mtime_ns
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=60)[0]
-    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
-    assert "SIGTERM at step" in output
-    assert last.stat().st_mtime_ns > first_save  # written again on the way out
-    epoch, step = checkpoint_progress(last)
-    assert epoch < 2 and step > 0 and not (run_dir / "metrics.json").exists()
+class SigtermMidEpoch(L.Callback):
+    """Sends SIGTERM to this process in the middle of the second epoch, as a scheduler would."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 1 and batch_idx == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_saves_a_checkpoint_before_exit(synthetic_root: Path, tmp_path: Path) -> None:
+    from scalp_ml.train import train
+
+    handler = signal.getsignal(signal.SIGTERM)
+    sender = f"+callbacks.sigterm._target_={SigtermMidEpoch.__module__}.SigtermMidEpoch"
+    cfg = compose_train([*TWO_EPOCHS, f"data.root={synthetic_root}", f"run_dir={tmp_path}", sender])
+    with pytest.raises(SystemExit) as stopped:
+        train(cfg)
+    assert stopped.value.code == 128 + signal.SIGTERM  # "killed by SIGTERM" for the scheduler
+    assert signal.getsignal(signal.SIGTERM) == handler  # Lightning restored the handler
+    # Saved after the batch that was running: mid-epoch, 21 steps per epoch.
+    assert checkpoint_progress(tmp_path / "checkpoints" / "last.ckpt") == (1, 21 + 3)
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_resume_without_a_last_checkpoint_names_the_folder(tmp_path: Path) -> None:
