@@ -93,9 +93,8 @@ def build_loggers(specs: DictConfig | None, sweep_group: str | None = None) -> l
 
 
 def finish_wandb(loggers: list[Logger]) -> None:
-    """Closes the W&B run, so the next job of a sweep in this process starts its own."""
-    if any(isinstance(logger, WandbLogger) for logger in loggers):
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+    """Finishes the W&B runs of ``loggers``: data flushed, and a sweep's next job gets its own."""
+    for logger in loggers:
+        run = getattr(logger, "_experiment", None)  # None: never started (no run to finish)
+        if isinstance(logger, WandbLogger) and run is not None:
+            run.finish()

@@ -51,7 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             callbacks=[instantiate(callback) for callback in cfg.callbacks.values()],
             logger=loggers or False,
         )
-        if trainer.local_rank == 0:  # DDP: once per machine, before the other ranks start
+        if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)
             datamodule.prepare_data()
         if trainer.is_global_zero:
             record_run(run_dir, cfg, datamodule.split_file)
