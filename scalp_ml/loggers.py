@@ -93,8 +93,19 @@ def build_loggers(specs: DictConfig | None, sweep_group: str | None = None) -> l
 
 
 def finish_wandb(loggers: list[Logger]) -> None:
-    """Finishes the W&B runs of ``loggers``: data flushed, and a sweep's next job gets its own."""
-    for logger in loggers:
-        run = getattr(logger, "_experiment", None)  # None: never started (no run to finish)
-        if isinstance(logger, WandbLogger) and run is not None:
-            run.finish()
+    """Finishes the W&B runs of ``loggers`` and waits until their files are written.
+
+    ``run.finish()`` returns before W&B's background process has flushed an offline run's
+    records; ``wandb.teardown()`` waits for it. A sweep's next job then starts its own run.
+    """
+    started = [
+        logger._experiment  # None until the run starts
+        for logger in loggers
+        if isinstance(logger, WandbLogger) and logger._experiment is not None
+    ]
+    for run in started:
+        run.finish()
+    if started:
+        import wandb
+
+        wandb.teardown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)
             datamodule.prepare_data()
         if trainer.is_global_zero:
-            record_run(run_dir, cfg, datamodule.split_file)
+            record_run(_record_dir(run_dir, ckpt_path), cfg, datamodule.split_file)
         for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir)
@@ -111,6 +112,13 @@ def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> str | None
         )
     log.info("Resuming from %s", last)
     return str(last)
+
+
+def _record_dir(run_dir: Path, ckpt_path: str | None) -> Path:
+    """Where a run records itself: a resume gets ``resumes/<UTC time>/``, keeping the original."""
+    if ckpt_path is None or not (run_dir / "run_info.json").is_file():
+        return run_dir
+    return run_dir / "resumes" / datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S-%f")
 
 
 def apply_speed_switches(model: ScalpGrader, speed: DictConfig) -> None:

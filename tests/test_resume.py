@@ -60,6 +60,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, 
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output[-3000:]
     assert f"Resuming from {last}" in output
+    (resume_record,) = (run_dir / "resumes").glob("*/run_info.json")  # the original is kept
+    assert "ckpt_path=last" in json.loads(resume_record.read_text())["command"]
+    assert "ckpt_path=last" not in json.loads((run_dir / "run_info.json").read_text())["command"]
 
     reference_dir = tmp_path / "uninterrupted"
     reference = train(compose_train([*overrides, f"run_dir={reference_dir}"]))
