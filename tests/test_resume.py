@@ -43,6 +43,24 @@ def validated_epochs(run_dir: Path) -> list[int]:
     return log.loc[log["val/macro_f1"].notna(), "epoch"].astype(int).tolist()
 
 
+def test_a_resumed_run_repeats_the_uninterrupted_one(
+    synthetic_root: Path, tmp_path: Path, demo_run: tuple[Path, dict]
+) -> None:
+    """In-process and fast: stop after epoch 0, resume to 2 epochs, compare with demo_run."""
+    from scalp_ml.train import train
+
+    reference_dir, reference = demo_run  # the same overrides, two epochs without a stop
+    overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
+    train(compose_train([*overrides, "trainer.max_epochs=1"]))
+    resumed = train(compose_train([*overrides, "trainer.max_epochs=2", "ckpt_path=last"]))
+    last = "checkpoints/last.ckpt"
+    assert checkpoint_progress(tmp_path / last) == checkpoint_progress(reference_dir / last)
+    assert validated_epochs(reference_dir) == [0, 1, 2]  # epochs 0 and 1, final re-evaluation
+    assert validated_epochs(tmp_path) == [0, 1, 1, 2]  # also the first run's final re-evaluation
+    assert resumed["val/macro_f1"] == pytest.approx(reference["val/macro_f1"], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, tmp_path: Path):
     from scalp_ml.train import train
 
