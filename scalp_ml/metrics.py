@@ -63,15 +63,19 @@ class GradingMetrics(nn.Module):
     (all six grades right) and the means of kappa, MAE and within-one accuracy.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sync_on_compute: bool = True) -> None:
         super().__init__()
+        # sync_on_compute=False: a local evaluation that must not wait for other DDP ranks.
+        sync = {"sync_on_compute": sync_on_compute}
         self.f1 = each_indicator(
-            lambda: MulticlassF1Score(NUM_GRADES, average="none", zero_division=0)
+            lambda: MulticlassF1Score(NUM_GRADES, average="none", zero_division=0, **sync)
         )
-        self.confusion = each_indicator(lambda: MulticlassConfusionMatrix(NUM_GRADES))
-        self.qwk = each_indicator(lambda: MulticlassCohenKappa(NUM_GRADES, weights="quadratic"))
-        self.hamming = MulticlassAccuracy(NUM_GRADES, average="micro")
-        self.exact_match = MulticlassExactMatch(NUM_GRADES, multidim_average="global")
+        self.confusion = each_indicator(lambda: MulticlassConfusionMatrix(NUM_GRADES, **sync))
+        self.qwk = each_indicator(
+            lambda: MulticlassCohenKappa(NUM_GRADES, weights="quadratic", **sync)
+        )
+        self.hamming = MulticlassAccuracy(NUM_GRADES, average="micro", **sync)
+        self.exact_match = MulticlassExactMatch(NUM_GRADES, multidim_average="global", **sync)
 
     def update(self, predictions: torch.Tensor, grades: torch.Tensor) -> None:
         """Adds a batch of predicted and true grades, both ``[B, 6]`` (or logits ``[B, 6, 4]``)."""
@@ -129,6 +133,6 @@ def majority_grades(train_grades: torch.Tensor) -> torch.Tensor:
 
 def majority_baseline(train_grades: torch.Tensor, grades: torch.Tensor) -> dict[str, torch.Tensor]:
     """Metrics of always predicting each indicator's most frequent training grade."""
-    metrics = GradingMetrics()
+    metrics = GradingMetrics(sync_on_compute=False)
     metrics.update(majority_grades(train_grades).expand_as(grades), grades)
     return metrics.compute()

@@ -65,7 +65,7 @@ class ScalpGrader(L.LightningModule):
         logits = self(batch["image"])
         loss = self.loss(logits, batch["grades"])
         size = len(batch["grades"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=size, sync_dist=True)
         self.metrics[stage].update(logits, batch["grades"])
 
     def on_validation_epoch_end(self) -> None:

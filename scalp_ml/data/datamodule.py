@@ -21,6 +21,7 @@ from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decod
 from scalp_ml.data.index import load_manifest
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.data.transforms import build_transform
+from scalp_ml.distributed import evaluation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +176,15 @@ class ScalpDataModule(L.LightningDataModule):
         return self.dataloader("test")
 
     def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """Batches of one split; training drops its last incomplete batch."""
+        """Batches of one split; training drops its last incomplete batch.
+
+        Under DDP an evaluation split gives every image to exactly one rank (no padding).
+        """
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(self.datasets[split]),
             drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,111 @@
+"""Experiment loggers: the CSV log that survives a resume, and W&B online/offline set-up."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import netrc
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer that continues an existing ``metrics.csv`` instead of deleting it."""
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if self._fs.isfile(self.metrics_file_path):  # new columns are added to the old header
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+    def _check_log_dir_exists(self) -> None:
+        """Keeps the file: a resumed run appends its epochs to the interrupted run's."""
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` that appends to an existing ``metrics.csv``.
+
+    Lightning's own logger deletes the file when the log folder is reused, so a run resumed in
+    its run directory would lose the epochs trained before the interruption.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        """The CSV writer (created on first use)."""
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        """Writes the pending rows, so the log holds every epoch that a checkpoint holds."""
+        self.save()
+
+
+def wandb_api_key_configured() -> bool:
+    """Whether W&B can authenticate: ``WANDB_API_KEY`` or a ``wandb login`` entry in netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host or "") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_settings(spec: DictConfig, sweep_group: str | None) -> dict[str, Any]:
+    """``offline`` and ``group`` of a ``WandbLogger`` config, with their defaults filled in.
+
+    ``offline: null`` means offline unless ``WANDB_MODE`` says otherwise or an API key is
+    configured; ``group: null`` groups the jobs of one sweep under ``sweep_group``.
+    """
+    offline = spec.get("offline")
+    if offline is None:
+        mode = os.environ.get("WANDB_MODE")
+        offline = mode in ("offline", "dryrun") if mode else not wandb_api_key_configured()
+        if offline:
+            log.info(
+                "W&B logs offline (%s) into %s/wandb; upload later with `wandb sync`",
+                f"WANDB_MODE={mode}" if mode else "no API key configured",
+                spec.get("save_dir"),
+            )
+    return {"offline": offline, "group": spec.get("group") or sweep_group}
+
+
+def build_loggers(specs: DictConfig | None, sweep_group: str | None = None) -> list[Logger]:
+    """Instantiates the ``logger`` config group (W&B with :func:`wandb_settings`)."""
+    loggers = []
+    for spec in (specs or {}).values():
+        is_wandb = issubclass(get_class(spec._target_), WandbLogger)
+        loggers.append(instantiate(spec, **(wandb_settings(spec, sweep_group) if is_wandb else {})))
+    return loggers
+
+
+def finish_wandb(loggers: list[Logger]) -> None:
+    """Finishes the W&B runs of ``loggers`` and waits until their files are written.
+
+    ``run.finish()`` returns before W&B's background process has flushed an offline run's
+    records; ``wandb.teardown()`` waits for it. A sweep's next job then starts its own run.
+    """
+    started = [
+        logger._experiment  # None until the run starts
+        for logger in loggers
+        if isinstance(logger, WandbLogger) and logger._experiment is not None
+    ]
+    for run in started:
+        run.finish()
+    if started:
+        import wandb
+
+        wandb.teardown()

@@ -1,0 +1,67 @@
+"""Sweep bookkeeping: one summary table of every job of a Hydra multirun.
+
+``conf/hydra/default.yaml`` registers :class:`SweepSummary`, so ``python -m scalp_ml.train -m
+...`` (grid or Optuna) ends by writing ``<sweep dir>/sweep_summary.csv``: one row per job with
+its overrides, run directory, split hash and the best checkpoint's validation and test metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from scalp_ml.io import atomic_write_text
+from scalp_ml.metrics import SUMMARY_KEYS
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "sweep_summary.csv"
+
+
+def job_row(job_dir: Path) -> dict[str, Any]:
+    """One job's overrides, status, split hash and headline metrics (read from its files)."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
+    metrics_file, info_file = job_dir / "metrics.json", job_dir / "run_info.json"
+    row["status"] = "finished" if metrics_file.is_file() else "failed or unfinished"
+    row["run_dir"] = str(job_dir)
+    if info_file.is_file():
+        row["split_sha256"] = json.loads(info_file.read_text())["split_sha256"]
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        row["checkpoint"] = metrics["context"]["checkpoint"]
+        for stage in ("val", "test"):
+            row |= {f"{stage}/{key}": metrics[stage][key] for key in SUMMARY_KEYS}
+    return row
+
+
+def summarize_sweep(sweep_dir: Path) -> Path:
+    """Writes ``sweep_summary.csv`` with a row per job folder of ``sweep_dir``.
+
+    Jobs are the sub-folders holding a ``.hydra`` folder, in job-number order; a job that did
+    not finish is listed with its status and no metrics.
+    """
+    jobs = sorted(
+        (path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()),
+        key=lambda path: (not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0),
+    )
+    table = pd.DataFrame([job_row(job) for job in jobs])
+    return atomic_write_text(sweep_dir / SUMMARY_FILE, table.to_csv(index=False))
+
+
+class SweepSummary(Callback):
+    """Hydra callback: writes the sweep summary when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Summarises the jobs under ``hydra.sweep.dir``."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            log.info("Sweep summary written to %s", summarize_sweep(sweep_dir))

@@ -1,0 +1,76 @@
+"""W&B extras beyond scalar metrics: confusion matrices, the test table, the best checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+from lightning.pytorch.loggers import WandbLogger
+
+from scalp_ml.labels import INDICATOR_NAMES
+from scalp_ml.report import confusion_figure
+
+# Per-indicator columns of the test table (the overall row uses the same names).
+TABLE_KEYS = ("macro_f1", "qwk", "mae", "within_one")
+
+
+def _wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+class WandbMedia(L.Callback):
+    """Logs to every ``WandbLogger`` of the run; does nothing without one.
+
+    Each validation epoch: the six confusion matrices as one image (``val/confusion``). After
+    testing: the per-indicator test table (``test/report``). After fitting, optionally: the best
+    checkpoint as a ``model`` artifact (aliases ``best``, ``latest``); offline runs keep it for
+    ``wandb sync``. Checkpoints themselves stay in the run directory.
+
+    Args:
+        log_best_checkpoint: Upload the best checkpoint as an artifact.
+    """
+
+    def __init__(self, log_best_checkpoint: bool = False) -> None:
+        self.log_best_checkpoint = log_best_checkpoint
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Logs the validation confusion matrices of this epoch."""
+        loggers = _wandb_loggers(trainer)
+        if trainer.sanity_checking or not loggers or not trainer.is_global_zero:
+            return
+        title = f"validation, epoch {trainer.current_epoch}"
+        figure = confusion_figure(pl_module.results["val"], title)
+        figure.canvas.draw()
+        image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(figure)
+        for logger in loggers:
+            logger.log_image("val/confusion", [image], step=trainer.global_step)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Logs the test metrics per indicator and overall as a table."""
+        loggers = _wandb_loggers(trainer)
+        if not loggers or not trainer.is_global_zero:
+            return
+        results = pl_module.results["test"]
+        rows = [
+            [name, *(float(results[f"{key}/{name}"]) for key in TABLE_KEYS)]
+            for name in INDICATOR_NAMES
+        ]
+        rows.append(["overall", *(float(results[key]) for key in TABLE_KEYS)])
+        for logger in loggers:
+            logger.log_table("test/report", columns=["indicator", *TABLE_KEYS], data=rows)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Uploads the best checkpoint as an artifact (when asked and one exists)."""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        loggers = _wandb_loggers(trainer)
+        if not (self.log_best_checkpoint and best and loggers and trainer.is_global_zero):
+            return
+        import wandb
+
+        for logger in loggers:
+            artifact = wandb.Artifact(f"model-{logger.experiment.id}", type="model")
+            artifact.add_file(best, name=Path(best).name)
+            logger.experiment.log_artifact(artifact, aliases=["best", "latest"])

@@ -1,0 +1,105 @@
+"""Hydra multiruns as a user starts them: a grid sweep and an Optuna search, in subprocesses."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from scalp_ml.distributed import refuse_distributed_multirun
+from tests.conftest import FAST, compose_train
+
+# One short epoch per job: the sweep machinery is under test, not the model.
+ONE_SHORT_EPOCH = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+
+
+def run_train(*overrides: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "scalp_ml.train", *overrides], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_grid_sweep_writes_a_run_per_job_and_a_summary(synthetic_root: Path, tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    run_train(
+        "-m",
+        *FAST,
+        *ONE_SHORT_EPOCH,
+        f"data.root={synthetic_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "model=tiny,tiny_resnet",
+        "optimizer.lr=1e-3,3e-3",
+    )
+    summary = pd.read_csv(sweep_dir / "sweep_summary.csv")
+    assert len(summary) == 4 and set(summary["status"]) == {"finished"}
+    jobs = {(model, lr) for model in ("tiny", "tiny_resnet") for lr in ("0.001", "0.003")}
+    assert {
+        (o.split("model=")[1].split()[0], o.split("optimizer.lr=")[1].split()[0])
+        for o in summary["overrides"]
+    } == jobs
+    assert summary["split_sha256"].nunique() == 1  # every job on the same split file
+    for _, row in summary.iterrows():
+        run_dir = Path(row["run_dir"])
+        assert run_dir.parent == sweep_dir and (run_dir / "checkpoints" / "last.ckpt").is_file()
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert row["val/macro_f1"] == pytest.approx(metrics["val"]["macro_f1"])
+        assert row["test/macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
+        assert Path(row["checkpoint"]).parent == run_dir / "checkpoints"
+    backbones = {
+        yaml.safe_load((Path(d) / "config.yaml").read_text())["model"]["backbone"]
+        for d in summary["run_dir"]
+    }
+    assert backbones == {"test_efficientnet", "test_resnet"}
+
+
+def test_optuna_search_stores_trials_and_reports_the_best(synthetic_root: Path, tmp_path: Path):
+    import optuna
+
+    sweep_dir, storage = tmp_path / "optuna", f"sqlite:///{tmp_path / 'study.db'}"
+    run_train(
+        "-m",
+        "hparams_search=optuna",
+        *[override for override in FAST if not override.startswith("data.image_size")],
+        *ONE_SHORT_EPOCH,
+        f"data.root={synthetic_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=test_study",
+        "model=choice(tiny,tiny_resnet)",
+        "data.image_size=choice(48,64)",
+    )
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    searched = {"optimizer.lr", "optimizer.weight_decay", "loss.gamma", "model.dropout"}
+    assert searched | {"model", "data.image_size"} == set(results["best_params"])
+    study = optuna.load_study(study_name="test_study", storage=storage)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 3 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    summary = pd.read_csv(sweep_dir / "sweep_summary.csv")
+    # Each trial's value is its best checkpoint's val/macro_f1, as written in its run.
+    assert sorted(t.value for t in finished) == pytest.approx(sorted(summary["val/macro_f1"]))
+    assert results["best_value"] == pytest.approx(summary["val/macro_f1"].max())
+
+
+def test_a_multirun_refuses_distributed_training() -> None:
+    with pytest.raises(ValueError, match="--multirun cannot be combined"):
+        refuse_distributed_multirun(compose_train(["trainer=ddp"]).trainer)
+    refuse_distributed_multirun(compose_train([]).trainer)  # one device: fine
+
+
+def test_the_slurm_launcher_runs_one_gpu_per_job() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "scalp_ml.sweep.SweepSummary"
