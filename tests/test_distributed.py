@@ -15,8 +15,9 @@ from scalp_ml.models.multihead import MultiHeadClassifier
 from tests.conftest import FAST, compose_config
 
 # 37 validation and 35 test images: odd, so PyTorch's DistributedSampler would pad each split
-# with a repeated image to share it evenly between 2 ranks.
-ODD_SPLIT = "data.split.ratios=[0.7,0.155,0.145]"
+# with a repeated image to share it evenly between 2 ranks. (The per-image strategy gives exact
+# sizes; the session strategy keeps sessions whole.)
+ODD_SPLIT = ["data.split.strategy=image", "data.split.ratios=[0.7,0.155,0.145]"]
 
 
 def test_ddp_validation_equals_a_single_process_evaluation(synthetic_root: Path, tmp_path: Path):
@@ -26,7 +27,7 @@ def test_ddp_validation_equals_a_single_process_evaluation(synthetic_root: Path,
     overrides = [
         *FAST,
         f"data.root={synthetic_root}",
-        ODD_SPLIT,
+        *ODD_SPLIT,
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
