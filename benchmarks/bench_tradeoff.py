@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from bench_infer import RESULTS, machine, timings
+from common import append_section, table, timings
 from hydra import compose, initialize_config_dir
 
 from scalp_ml.data.synthetic import generate
@@ -73,42 +71,45 @@ def main() -> None:
         rows.append((size, macro_f1, single, batched))
         print(f"size {size}: test macro-F1 {macro_f1:.3f}, {single:.0f} / {batched:.0f} img/s")
     reference = max(rows, key=lambda row: row[1])
+    lines = table(
+        [
+            "image size",
+            "test macro-F1",
+            "cost vs best",
+            "ONNX RT b1 img/s",
+            f"ONNX RT b{args.batch} img/s",
+            f">= {TARGET_IMAGES_PER_SECOND:.0f} img/s at b1",
+        ],
+        [
+            (
+                size,
+                f"{macro_f1:.3f}",
+                f"{reference[1] - macro_f1:+.3f}",
+                f"{single:.0f}",
+                f"{batched:.0f}",
+                "yes" if single >= TARGET_IMAGES_PER_SECOND else "no",
+            )
+            for size, macro_f1, single, batched in rows
+        ],
+    )
     fast = [row for row in rows if row[2] >= TARGET_IMAGES_PER_SECOND]
-    lines = [
-        "| image size | test macro-F1 | cost vs best | ONNX RT b1 img/s | "
-        f"ONNX RT b{args.batch} img/s | >= {TARGET_IMAGES_PER_SECOND:.0f} img/s at b1 |",
-        "|---" * 6 + "|",
-    ]
-    for size, macro_f1, single, batched in rows:
-        met = "yes" if single >= TARGET_IMAGES_PER_SECOND else "no"
-        lines.append(
-            f"| {size} | {macro_f1:.3f} | {reference[1] - macro_f1:+.3f} | {single:.0f} | "
-            f"{batched:.0f} | {met} |"
-        )
     if fast:
-        best_fast = max(fast, key=lambda row: row[1])
+        size, macro_f1, single, _ = max(fast, key=lambda row: row[1])
         verdict = (
             f"Most accurate configuration at >= {TARGET_IMAGES_PER_SECOND:.0f} img/s (batch 1, "
-            f"ONNX Runtime): test_efficientnet at {best_fast[0]} px, {best_fast[2]:.0f} img/s, "
-            f"macro-F1 {best_fast[1]:.3f} (cost {reference[1] - best_fast[1]:.3f} against the "
-            f"best measured, {reference[0]} px)."
+            f"ONNX Runtime, {args.threads} threads): test_efficientnet at {size} px, "
+            f"{single:.0f} img/s, test macro-F1 {macro_f1:.3f} (cost "
+            f"{reference[1] - macro_f1:.3f} against the best measured, {reference[0]} px)."
         )
     else:
         verdict = f"No configuration reached {TARGET_IMAGES_PER_SECOND:.0f} img/s at batch 1."
-    command = "python benchmarks/bench_tradeoff.py " + " ".join(sys.argv[1:])
-    section = [
-        f"### Speed against accuracy, CPU demo recipe — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine()}",
-        f"- command: `{command.strip()}` (synthetic data, {args.images} images, demo recipe "
-        "trained from scratch at each size; macro-F1 on the synthetic test split)",
-        "",
-        *lines,
-        "",
-        verdict,
-    ]
-    with RESULTS.open("a", encoding="utf-8") as results:
-        results.write("\n" + "\n".join(section) + "\n")
-    print("\n".join(section))
+    append_section(
+        "Speed against accuracy, CPU demo recipe",
+        [*lines, "", verdict],
+        "onnxruntime",
+        note=f"synthetic data, {args.images} images; the demo recipe trained from scratch at "
+        "each size; macro-F1 on the synthetic test split",
+    )
 
 
 if __name__ == "__main__":
