@@ -60,7 +60,6 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(
     assert resumed["val/macro_f1"] == pytest.approx(reference["val/macro_f1"], abs=1e-6)
 
 
-@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, tmp_path: Path):
     from scalp_ml.train import train
 
