@@ -87,28 +87,26 @@ def test_an_unwritable_manifest_path_is_named_before_indexing(download: Path) ->
         load_or_build_index(download, target, progress=False)
 
 
-def test_the_index_command_writes_the_manifest(download: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "scalp_ml.data.index", f"data.root={download}"],
+def run_index_command(root: Path) -> subprocess.CompletedProcess:
+    """``python -m scalp_ml.data.index data.root=<root>``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "scalp_ml.data.index", f"data.root={root}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
+
+
+def test_the_index_command_writes_the_manifest(download: Path) -> None:
+    result = run_index_command(download)
     assert result.returncode == 0, result.stderr
     assert "10 usable images in" in result.stdout + result.stderr
     assert default_manifest_path(download).is_file()
 
 
 def test_the_index_command_reports_a_bad_root(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "scalp_ml.data.index", f"data.root={tmp_path / 'nowhere'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    result = run_index_command(tmp_path / "nowhere")
     assert result.returncode != 0
     assert f"Data root {tmp_path / 'nowhere'} does not exist" in result.stderr
