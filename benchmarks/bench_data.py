@@ -24,9 +24,9 @@ import torch
 from common import append_section, replicated_dataset, table
 from omegaconf import OmegaConf
 
+from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.cache import open_cache
 from scalp_ml.data.dataset import ScalpDataset
-from scalp_ml.data.index import load_manifest
 from scalp_ml.data.transforms import build_transform
 
 CONF = Path(__file__).parents[1] / "conf" / "data" / "aihub.yaml"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalp_ml.data.index import load_or_build_index
+from scalp_ml.data.aihub.index import load_or_build_index
 from scalp_ml.data.synthetic import (
     Person,
     pack_archives,

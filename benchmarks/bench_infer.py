@@ -18,8 +18,8 @@ import torch
 from common import append_section, timings
 
 from scalp_ml.export import onnx_bytes
-from scalp_ml.inference import Probabilities
-from scalp_ml.models.multihead import MultiHeadClassifier
+from scalp_ml.inference.predictors import Probabilities
+from scalp_ml.models.network import MultiHeadClassifier
 
 # (config name, timm backbone, image size): the demo model, the recipe's backbones, and
 # effnet_b0 at half the recipe's size.

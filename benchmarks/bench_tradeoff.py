@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from scalp_ml.data.synthetic import generate
 from scalp_ml.export import export
-from scalp_ml.inference import OnnxPredictor
+from scalp_ml.inference.predictors import OnnxPredictor
 from scalp_ml.train import train
 
 CONF_DIR = Path(__file__).parents[1] / "conf"

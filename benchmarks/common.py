@@ -81,7 +81,7 @@ def replicated_dataset(out_dir: Path, n_images: int, distinct: int = 50) -> Path
     ``distinct`` photographs come from the project's generator; the rest are hard links to
     them under new names, each with its own label file. Reused when already complete.
     """
-    from scalp_ml.data.index import load_manifest
+    from scalp_ml.data.aihub.index import load_manifest
     from scalp_ml.data.synthetic import generate
     from scalp_ml.labels import INDICATORS
 

@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.inference import TorchPredictor, graded_batches
-from scalp_ml.io import atomic_write_text
+from scalp_ml.evaluation.metrics import GradingMetrics, majority_baseline
+from scalp_ml.evaluation.report import write_report
+from scalp_ml.inference.predictors import TorchPredictor, graded_batches
 from scalp_ml.labels import INDICATOR_NAMES
-from scalp_ml.metrics import GradingMetrics, majority_baseline
-from scalp_ml.report import write_report
 
 log = logging.getLogger(__name__)
 

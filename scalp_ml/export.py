@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from scalp_ml.checkpoint import load_checkpoint
-from scalp_ml.inference import OnnxPredictor, Preprocessing, Probabilities
-from scalp_ml.io import atomic_write_bytes
+from scalp_ml.atomic import atomic_write_bytes
+from scalp_ml.inference.checkpoint import load_checkpoint
+from scalp_ml.inference.predictors import OnnxPredictor, Preprocessing, Probabilities
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+from scalp_ml.evaluation.metrics import GradingMetrics
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
-from scalp_ml.losses import FocalLoss
-from scalp_ml.metrics import GradingMetrics
-from scalp_ml.models.multihead import MultiHeadClassifier
+from scalp_ml.models.losses import FocalLoss
+from scalp_ml.models.network import MultiHeadClassifier
 
 EVAL_STAGES = ("val", "test")
 
@@ -23,10 +23,10 @@ class ScalpGrader(L.LightningModule):
     rebuilds the model; it also carries the indicator and grade names.
 
     Args:
-        model: Keyword arguments of :class:`~scalp_ml.models.multihead.MultiHeadClassifier`.
+        model: Keyword arguments of :class:`~scalp_ml.models.network.MultiHeadClassifier`.
         optimizer: Optimizer config with a ``_target_`` (e.g. ``torch.optim.AdamW``) and its
             arguments except ``params``.
-        loss: Keyword arguments of :class:`~scalp_ml.losses.FocalLoss`.
+        loss: Keyword arguments of :class:`~scalp_ml.models.losses.FocalLoss`.
     """
 
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], loss: dict[str, Any]):

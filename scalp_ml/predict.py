@@ -22,10 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
+from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.images import IMAGE_SUFFIXES, read_rgb
 from scalp_ml.data.transforms import build_transform
-from scalp_ml.inference import Preprocessing, TorchPredictor, graded_batches, load_predictor
-from scalp_ml.io import atomic_write_text
+from scalp_ml.inference.predictors import (
+    Preprocessing,
+    TorchPredictor,
+    graded_batches,
+    load_predictor,
+)
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 
 log = logging.getLogger(__name__)
@@ -159,8 +164,8 @@ def write_explanations(
     predictor: TorchPredictor, dataset: Photographs, records: list[dict], out_dir: Path
 ) -> None:
     """One Grad-CAM grid PNG per readable image."""
-    from scalp_ml.explain import explanation_figure, grad_cam_maps, unletterbox
-    from scalp_ml.report import save_figure
+    from scalp_ml.evaluation.report import save_figure
+    from scalp_ml.inference.grad_cam import explanation_figure, grad_cam_maps, unletterbox
 
     for index, record in enumerate(records):
         if record["error"]:

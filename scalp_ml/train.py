@@ -22,11 +22,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.distributed import refuse_distributed_multirun
 from scalp_ml.evaluate import write_evaluation
-from scalp_ml.loggers import build_loggers, finish_wandb
 from scalp_ml.module import ScalpGrader
-from scalp_ml.run_info import record_run
+from scalp_ml.training.distributed import refuse_distributed_multirun
+from scalp_ml.training.loggers import build_loggers, finish_wandb
+from scalp_ml.training.run_record import record_run
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalp_ml.checkpoint import CheckpointError, load_checkpoint
+from scalp_ml.inference.checkpoint import CheckpointError, load_checkpoint
 
 
 class Payload:

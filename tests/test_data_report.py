@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalp_ml.data.index import load_manifest
+from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.report import grade_table, leakage, write_data_report
 from scalp_ml.labels import INDICATOR_NAMES
 from tests.conftest import compose_config

@@ -10,8 +10,8 @@ import pytest
 import torch
 from timm.layers import BatchNormAct2d, SyncBatchNormAct, convert_sync_batchnorm
 
-from scalp_ml.distributed import TimmSyncBatchNorm, evaluation_sampler
-from scalp_ml.models.multihead import MultiHeadClassifier
+from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.training.distributed import TimmSyncBatchNorm, evaluation_sampler
 from tests.conftest import FAST, compose_config
 
 # 37 validation and 35 test images: odd, so PyTorch's DistributedSampler would pad each split

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_recall_fscore_support
 
-from scalp_ml.data.index import load_manifest
+from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.evaluate import evaluate
 from scalp_ml.labels import INDICATOR_NAMES
 from tests.conftest import compose_config

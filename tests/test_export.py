@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from scalp_ml.checkpoint import load_checkpoint
 from scalp_ml.data.images import read_rgb
 from scalp_ml.data.transforms import build_transform
 from scalp_ml.export import METADATA_FILE, export, exported_outputs
-from scalp_ml.inference import OnnxPredictor, Probabilities
+from scalp_ml.inference.checkpoint import load_checkpoint
+from scalp_ml.inference.predictors import OnnxPredictor, Probabilities
 
 
 def real_images(synthetic_root: Path, data: dict, count: int) -> torch.Tensor:

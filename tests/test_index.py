@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scalp_ml.data.aihub.index import default_manifest_path, load_manifest, load_or_build_index
 from scalp_ml.data.images import BadImageError
-from scalp_ml.data.index import default_manifest_path, load_manifest, load_or_build_index
 from scalp_ml.data.synthetic import generate
 
 ROOT = Path(__file__).parents[1]
@@ -88,9 +88,9 @@ def test_an_unwritable_manifest_path_is_named_before_indexing(download: Path) ->
 
 
 def run_index_command(root: Path) -> subprocess.CompletedProcess:
-    """``python -m scalp_ml.data.index data.root=<root>``, as a user runs it."""
+    """``python -m scalp_ml.data.aihub.index data.root=<root>``, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "scalp_ml.data.index", f"data.root={root}"],
+        [sys.executable, "-m", "scalp_ml.data.aihub.index", f"data.root={root}"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from scalp_ml.data.label_file import LabelError, parse_label
+from scalp_ml.data.aihub.label_file import LabelError, parse_label
 
 NAME = "0013_A2LEBJJDE00060O_1606386139601_3_TH"
 SOURCE = "Training/02.라벨링데이터/[라벨]비듬_2.중등도.zip::[라벨]비듬_2.중등도/bad.json"

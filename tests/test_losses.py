@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalp_ml.losses import FocalLoss
+from scalp_ml.models.losses import FocalLoss
 
 
 def test_matches_the_focal_formula_on_hand_built_logits() -> None:

@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from scalp_ml.evaluation.metrics import GradingMetrics
 from scalp_ml.labels import INDICATOR_NAMES
-from scalp_ml.metrics import GradingMetrics
 
 
 def sklearn_macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -109,7 +109,7 @@ def test_per_grade_and_ordinal_metrics_match_sklearn_and_direct_formulas() -> No
 
 
 def test_majority_baseline_predicts_each_indicators_most_frequent_training_grade() -> None:
-    from scalp_ml.metrics import majority_baseline, majority_grades
+    from scalp_ml.evaluation.metrics import majority_baseline, majority_grades
 
     train = torch.tensor([[0, 1, 2, 0, 3, 0], [0, 1, 2, 0, 3, 1], [1, 2, 2, 0, 0, 1]])
     assert majority_grades(train).tolist() == [0, 1, 2, 0, 3, 1]

@@ -6,7 +6,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from scalp_ml.models.multihead import MultiHeadClassifier, create_backbone
+from scalp_ml.models.network import MultiHeadClassifier, create_backbone
 
 
 def test_six_heads_of_four_logits() -> None:

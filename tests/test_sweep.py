@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from scalp_ml.distributed import refuse_distributed_multirun
+from scalp_ml.training.distributed import refuse_distributed_multirun
 from tests.conftest import FAST, compose_train
 
 # One short epoch per job: the sweep machinery is under test, not the model.
@@ -102,4 +102,4 @@ def test_the_slurm_launcher_runs_one_gpu_per_job() -> None:
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "scalp_ml.sweep.SweepSummary"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "scalp_ml.training.sweep.SweepSummary"

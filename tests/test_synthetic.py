@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scalp_ml.data.aihub import IMAGE_NAME
+from scalp_ml.data.aihub.pairing import IMAGE_NAME
 from scalp_ml.data.synthetic import (
     GRADE_PROBABILITIES,
     SHOTS,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scalp_ml.labels import INDICATOR_NAMES
-from scalp_ml.loggers import wandb_settings
+from scalp_ml.training.loggers import wandb_settings
 from tests.conftest import FAST, compose_train
 
 
@@ -54,7 +54,7 @@ def test_wandb_goes_offline_without_an_api_key_and_groups_sweeps(
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path))
     spec = compose_train(["logger=wandb", f"run_dir={tmp_path}"]).logger.wandb
-    caplog.set_level(logging.INFO, logger="scalp_ml.loggers")
+    caplog.set_level(logging.INFO, logger="scalp_ml.training.loggers")
     assert wandb_settings(spec, "sweep-1") == {"offline": True, "group": "sweep-1"}
     assert "W&B logs offline (no API key configured)" in caplog.text
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)

@@ -27,10 +27,10 @@ import albumentations as A
 import numpy as np
 from rich.progress import track
 
-from scalp_ml.data.download import Download, location_archive
+from scalp_ml.atomic import atomic_write_text
+from scalp_ml.data.aihub.reader import Download, location_archive
 from scalp_ml.data.images import decode_rgb
 from scalp_ml.data.transforms import letterbox
-from scalp_ml.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
+from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.cache import DecodedImages, open_cache
 from scalp_ml.data.dataset import ScalpDataset, collate_readable
 from scalp_ml.data.device_augment import DeviceAugmentation
 from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decode_letterboxed
-from scalp_ml.data.index import load_manifest
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.data.transforms import build_transform
-from scalp_ml.distributed import evaluation_sampler
+from scalp_ml.training.distributed import evaluation_sampler
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from scalp_ml.data.download import Download
+from scalp_ml.data.aihub.reader import Download
 from scalp_ml.data.images import BadImageError, decode_rgb
 from scalp_ml.labels import INDICATOR_NAMES
 

@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from scalp_ml.data.aihub import Index, usable_manifest
+from scalp_ml.atomic import atomic_write_text
+from scalp_ml.data.aihub.index import default_manifest_path, load_or_build_index
+from scalp_ml.data.aihub.label_file import LabelError
+from scalp_ml.data.aihub.pairing import Index, usable_manifest
 from scalp_ml.data.images import BadImageError
-from scalp_ml.data.index import default_manifest_path, load_or_build_index
-from scalp_ml.data.label_file import LabelError
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
-from scalp_ml.io import atomic_write_text
+from scalp_ml.evaluation.report import save_figure
 from scalp_ml.labels import GRADES, INDICATOR_NAMES, NUM_GRADES
-from scalp_ml.report import save_figure
 
 log = logging.getLogger(__name__)
 

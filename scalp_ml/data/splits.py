@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
-from scalp_ml.io import atomic_write_text
+from scalp_ml.atomic import atomic_write_text
 from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES
 
 log = logging.getLogger(__name__)

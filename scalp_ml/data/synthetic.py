@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 from rich.progress import track
 
-from scalp_ml.io import atomic_write_text
+from scalp_ml.atomic import atomic_write_text
 from scalp_ml.labels import GRADES_KOREAN, INDICATORS, NUM_INDICATORS
 
 log = logging.getLogger(__name__)

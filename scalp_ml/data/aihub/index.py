@@ -1,10 +1,10 @@
 """Index a download once, reuse it while the download is unchanged.
 
-Command: ``python -m scalp_ml.data.index data.root=/path/to/download`` (an extracted tree or
-the folder of downloaded zip archives). Writes ``<root>/.scalp_ml/index/manifest.csv`` (one
-row per distinct image, see :mod:`scalp_ml.data.aihub`) and ``manifest.json`` (the download's
-fingerprint, the indexing report, whether every image was decoded once). Both are written
-atomically; the JSON holds the CSV's hash, so a half-updated pair is never used.
+Command: ``python -m scalp_ml.data.aihub.index data.root=/path/to/download`` (an extracted
+tree or the folder of downloaded zip archives). Writes ``<root>/.scalp_ml/index/manifest.csv``
+(one row per distinct image, see :mod:`scalp_ml.data.aihub.pairing`) and ``manifest.json``
+(the download's fingerprint, the indexing report, whether every image was decoded once). Both
+are written atomically; the JSON holds the CSV's hash, so a half-updated pair is never used.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import pandas as pd
 from omegaconf import DictConfig
 from rich.progress import track
 
-from scalp_ml.data.aihub import (
+from scalp_ml.atomic import atomic_write_text
+from scalp_ml.data.aihub.pairing import (
     MANIFEST_COLUMNS,
     TEXT_COLUMNS,
     Index,
@@ -31,9 +32,8 @@ from scalp_ml.data.aihub import (
     build_index,
     usable_manifest,
 )
-from scalp_ml.data.download import Download, fingerprint, list_files
+from scalp_ml.data.aihub.reader import Download, fingerprint, list_files
 from scalp_ml.data.images import decode_rgb
-from scalp_ml.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _decode_problems(root: Path, locations: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="index")
 def main(cfg: DictConfig) -> None:
-    """Command-line entry: ``python -m scalp_ml.data.index data.root=...``."""
+    """Command-line entry: ``python -m scalp_ml.data.aihub.index data.root=...``."""
     data = cfg.data
     manifest = load_manifest(
         data.root,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from scalp_ml.io import atomic_write_text
+from scalp_ml.atomic import atomic_write_text
 
 
 def test_atomic_write_replaces_whole_files_with_the_usual_permissions(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from scalp_ml.io import atomic_write_bytes, atomic_write_text
+from scalp_ml.atomic import atomic_write_bytes, atomic_write_text
+from scalp_ml.evaluation.metrics import SUMMARY_KEYS
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
-from scalp_ml.metrics import SUMMARY_KEYS
 
 # The study's Table 2 (macro-F1) and its test Hamming accuracy: the numbers to beat.
 STUDY_MACRO_F1 = {

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from scalp_ml.explain import grad_cam_maps, unletterbox
-from scalp_ml.models.multihead import MultiHeadClassifier
+from scalp_ml.inference.grad_cam import grad_cam_maps, unletterbox
+from scalp_ml.models.network import MultiHeadClassifier
 
 
 def test_maps_have_the_input_size_and_differ_between_indicators() -> None:

@@ -14,7 +14,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
-from scalp_ml.models.multihead import MultiHeadClassifier
+from scalp_ml.models.network import MultiHeadClassifier
 
 
 class HeadLogits(nn.Module):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scalp_ml.data.download import Download, fingerprint, list_files, member_name
+from scalp_ml.data.aihub.reader import Download, fingerprint, list_files, member_name
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from scalp_ml.io import atomic_write_text
-from scalp_ml.metrics import SUMMARY_KEYS
+from scalp_ml.atomic import atomic_write_text
+from scalp_ml.evaluation.metrics import SUMMARY_KEYS
 
 log = logging.getLogger(__name__)
 

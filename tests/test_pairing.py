@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalp_ml.data.aihub import build_index, session_of, subset_of, usable_manifest
-from scalp_ml.data.download import Download, list_files
+from scalp_ml.data.aihub.label_file import LabelError
+from scalp_ml.data.aihub.pairing import build_index, session_of, subset_of, usable_manifest
+from scalp_ml.data.aihub.reader import Download, list_files
 from scalp_ml.data.images import BadImageError
-from scalp_ml.data.label_file import LabelError
 from scalp_ml.data.synthetic import generate
 from scalp_ml.labels import INDICATOR_NAMES
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.splits import file_sha256
-from scalp_ml.io import atomic_write_text
 
 PACKAGES = (
     "scalp_ml",

@@ -14,7 +14,7 @@ from rich.progress import track
 from torch import nn
 from torch.utils.data import DataLoader
 
-from scalp_ml.checkpoint import load_checkpoint
+from scalp_ml.inference.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)

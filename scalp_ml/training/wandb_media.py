@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
+from scalp_ml.evaluation.report import confusion_figure
 from scalp_ml.labels import INDICATOR_NAMES
-from scalp_ml.report import confusion_figure
 
 # Per-indicator columns of the test table (the overall row uses the same names).
 TABLE_KEYS = ("macro_f1", "qwk", "mae", "within_one")

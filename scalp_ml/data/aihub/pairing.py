@@ -19,9 +19,9 @@ from typing import Literal, TypeVar
 import pandas as pd
 from rich.progress import track
 
-from scalp_ml.data.download import Download, list_files, location_archive, location_name
+from scalp_ml.data.aihub.label_file import Label, LabelError, parse_label
+from scalp_ml.data.aihub.reader import Download, list_files, location_archive, location_name
 from scalp_ml.data.images import IMAGE_SUFFIXES, BadImageError, probe
-from scalp_ml.data.label_file import Label, LabelError, parse_label
 from scalp_ml.labels import INDICATOR_NAMES
 
 log = logging.getLogger(__name__)

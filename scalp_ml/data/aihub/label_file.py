@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from scalp_ml.data.download import location_name
+from scalp_ml.data.aihub.reader import location_name
 from scalp_ml.labels import INDICATORS, NUM_GRADES
 
 # Label files are UTF-8 (with or without a byte-order mark); older Windows tools wrote CP949.

@@ -1,0 +1,1 @@
+"""Scoring predictions: the study's metrics and the evaluation report."""

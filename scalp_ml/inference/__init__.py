@@ -1,0 +1,1 @@
+"""Using trained models: checkpoint loading, predictors, Grad-CAM and export."""

@@ -1,0 +1,1 @@
+"""Running training jobs: callbacks, loggers, distributed training, sweeps and run records."""
