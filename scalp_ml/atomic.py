@@ -1,8 +1,15 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
 
+from __future__ import annotations
+
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -41,3 +48,16 @@ def _umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Writes UTF-8 ``text`` atomically (see :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 110) -> None:
+    """Writes a figure atomically (PNG, or JPEG for a ``.jpg`` path) and frees it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        figure.savefig(buffer, format="jpg", dpi=dpi, pil_kwargs={"quality": 85})
+    else:
+        figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())

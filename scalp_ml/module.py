@@ -2,47 +2,75 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 
 from scalp_ml.evaluation.metrics import GradingMetrics
+from scalp_ml.evaluation.predictions import prediction_outputs
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 from scalp_ml.models.losses import FocalLoss
-from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.models.migration import CHECKPOINT_VERSION, VERSION_KEY, migrate
+from scalp_ml.models.network import GradeProbabilities, GradingNetwork
 
-EVAL_STAGES = ("val", "test")
+OPTIMIZERS = {"adamw": torch.optim.AdamW}
+LOSSES = ("focal",)
 
 
 class ScalpGrader(L.LightningModule):
-    """Grades six scalp indicators 0-3 from one image.
+    """Grades six scalp indicators 0-3 from one letterboxed uint8 image.
 
-    Hyper-parameters are plain values (saved into every checkpoint), so a checkpoint alone
-    rebuilds the model; it also carries the indicator and grade names.
+    Hyper-parameters are plain values saved into every checkpoint, so a checkpoint alone
+    rebuilds the model (never fetching pretrained weights: training loads those explicitly,
+    see :func:`scalp_ml.models.backbones.load_pretrained_weights`); it also carries the
+    indicator and grade names.
 
     Args:
-        model: Keyword arguments of :class:`~scalp_ml.models.network.MultiHeadClassifier`.
-        optimizer: Optimizer config with a ``_target_`` (e.g. ``torch.optim.AdamW``) and its
-            arguments except ``params``.
-        loss: Keyword arguments of :class:`~scalp_ml.models.losses.FocalLoss`.
+        backbone: timm architecture name.
+        dropout: Dropout before each head.
+        mean: Input normalisation mean per RGB channel on [0, 1]; ``None``: the backbone's.
+        std: Input normalisation standard deviation; ``None``: the backbone's.
+        optimizer: ``adamw``.
+        lr: Learning rate (constant).
+        weight_decay: Decoupled weight decay.
+        loss: ``focal``.
+        gamma: Focal loss focusing parameter (0: cross-entropy).
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], loss: dict[str, Any]):
+    def __init__(
+        self,
+        backbone: str,
+        dropout: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        loss: str = "focal",
+        gamma: float = 2.0,
+    ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r}: expected one of {list(LOSSES)}")
         self.save_hyperparameters()
-        self.net = MultiHeadClassifier(**model)
-        self.loss = FocalLoss(**loss)
-        self.metrics = torch.nn.ModuleDict({stage: GradingMetrics() for stage in EVAL_STAGES})
-        self.results: dict[str, dict[str, torch.Tensor]] = {}
+        self.net = GradingNetwork(backbone, dropout, mean, std)
+        self.loss = FocalLoss(gamma)
+        self.val_metrics = GradingMetrics()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Grade logits ``[B, 6, 4]``."""
+        """Grade logits ``[B, 6, 4]`` of uint8 images ``[B, 3, H, W]``."""
         return self.net(images)
 
+    def deployable(self) -> GradeProbabilities:
+        """The network as it is exported and served: images to grade probabilities."""
+        return GradeProbabilities(self.net)
+
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
-        """Focal loss of one training batch."""
+        """Loss of one training batch."""
         loss = self.loss(self(batch["image"]), batch["grades"])
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -54,42 +82,35 @@ class ScalpGrader(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
-        """Accumulates validation loss and metrics."""
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
-        """Accumulates test loss and metrics."""
-        self._evaluation_step(batch, "test")
-
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        """Accumulates validation loss and metrics (synchronised across DDP ranks)."""
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["grades"])
         size = len(batch["grades"])
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=size, sync_dist=True)
-        self.metrics[stage].update(logits, batch["grades"])
+        loss = self.loss(logits, batch["grades"])
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.val_metrics.update(logits, batch["grades"])
 
     def on_validation_epoch_end(self) -> None:
         """Logs validation metrics (``val/macro_f1`` is the monitored one)."""
-        self._log_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        """Logs test metrics."""
-        self._log_metrics("test")
-
-    def _log_metrics(self, stage: str) -> None:
-        results = self.metrics[stage].compute()
-        self.metrics[stage].reset()
-        scalars = {f"{stage}/{key}": value for key, value in results.items() if value.ndim == 0}
-        self.log(f"{stage}/macro_f1", scalars.pop(f"{stage}/macro_f1"), prog_bar=True)
+        results = self.val_metrics.compute()
+        self.val_metrics.reset()
+        scalars = {f"val/{key}": value for key, value in results.items() if value.ndim == 0}
+        self.log("val/macro_f1", scalars.pop("val/macro_f1"), prog_bar=True)
         self.log_dict(scalars)
-        self.results[stage] = {key: value.detach().cpu() for key, value in results.items()}
+
+    def predict_step(self, batch: dict[str, Any], batch_index: int) -> dict[str, Any]:
+        """Grade probabilities of a batch, with its names (and true grades, if it has them)."""
+        return prediction_outputs(batch, self.deployable()(batch["image"]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """The optimizer of the ``optimizer`` config group over all parameters."""
-        return instantiate(self.hparams.optimizer, params=self.parameters())
+        """The configured optimizer over all parameters."""
+        optimizer = OPTIMIZERS[self.hparams.optimizer]
+        return optimizer(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Stores the label names, so predictions can be read without this package's source."""
+        """Stores the layout version and the label names (readable without this package)."""
+        checkpoint[VERSION_KEY] = CHECKPOINT_VERSION
         checkpoint["labels"] = {
             "indicators": [
                 {"name": item.name, "korean": item.korean, "key": item.key} for item in INDICATORS
@@ -97,3 +118,7 @@ class ScalpGrader(L.LightningModule):
             "grades": list(GRADES),
             "grades_korean": list(GRADES_KOREAN),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Upgrades a checkpoint of an earlier version (resuming from it, for instance)."""
+        migrate(checkpoint, "the checkpoint")

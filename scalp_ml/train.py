@@ -1,153 +1,42 @@
 """Training entry: ``python -m scalp_ml.train [model=effnet_b4] [experiment=demo] [key=value ...]``.
 
-Fits on the train split, keeps the checkpoint with the best validation macro-F1, evaluates it
-on the validation and test splits and writes the report into the run directory.
+Runs :func:`scalp_ml.training.job.train` on the composed config (``--help`` lists the options);
+Hydra multirun (``-m``) sweeps and Optuna searches call it once per job.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
 import hydra
-import lightning as L
-import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.evaluate import write_evaluation
-from scalp_ml.module import ScalpGrader
-from scalp_ml.training.distributed import refuse_distributed_multirun
-from scalp_ml.training.loggers import build_loggers, finish_wandb
-from scalp_ml.training.run_record import record_run
-
-log = logging.getLogger(__name__)
+import scalp_ml.config  # noqa: F401  (registers the config schemas)
+from scalp_ml.cli import run_command
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Runs one training job from a composed config.
+    """Runs one training job; returns the best checkpoint's validation and test metrics."""
+    from scalp_ml.training.job import train as run_job
 
-    Returns:
-        Scalar validation and test metrics of the best checkpoint (``val/macro_f1``, ...).
-    """
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
-    datamodule = ScalpDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
-    model = ScalpGrader(**_plain(cfg, "model", "optimizer", "loss"))
-    apply_speed_switches(model, cfg.speed)
-    loggers = build_loggers(cfg.logger, _sweep_group())
-    try:
-        trainer = L.Trainer(
-            **instantiate(cfg.trainer, _convert_="all"),
-            default_root_dir=run_dir,
-            callbacks=[instantiate(callback) for callback in cfg.callbacks.values()],
-            logger=loggers or False,
-        )
-        if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)
-            datamodule.prepare_data()
-        if trainer.is_global_zero:
-            record_run(_record_dir(run_dir, ckpt_path), cfg, datamodule.split_file)
-        for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir)
-    finally:
-        finish_wandb(loggers)
-
-
-def _fit_and_evaluate(
-    trainer: L.Trainer,
-    model: ScalpGrader,
-    datamodule: ScalpDataModule,
-    ckpt_path: str | None,
-    run_dir: Path,
-) -> dict[str, float]:
-    """Fits, re-evaluates the best checkpoint on val and test, and writes the report."""
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException as stop:  # CheckpointOnSigterm saved last.ckpt
-        raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
-        log.warning("No best checkpoint was saved; evaluating the weights as they are")
-    checkpoint = best or None
-    trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
-    trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
-    if trainer.is_global_zero:
-        checkpoint_name = best or "(none: final weights)"
-        report = write_evaluation(
-            run_dir, datamodule, model.results, checkpoint_name, run_dir / "metrics.csv"
-        )
-        log.info("Report written to %s", report)
-    return {
-        f"{stage}/{key}": float(value)
-        for stage, values in model.results.items()
-        for key, value in values.items()
-        if value.ndim == 0
-    }
-
-
-def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
-    """The checkpoint to resume from: ``last`` means ``last.ckpt`` of this run directory.
-
-    Raises:
-        FileNotFoundError: ``last`` was asked for and the run directory has no ``last.ckpt``.
-    """
-    if ckpt_path != "last":
-        return ckpt_path
-    last = checkpoint_dir / "last.ckpt"
-    if not last.is_file():
-        raise FileNotFoundError(
-            f"ckpt_path=last: no {last}. Pass the interrupted run's directory, e.g. "
-            "`python -m scalp_ml.train ckpt_path=last hydra.run.dir=outputs/<date>/<time>` "
-            "with the same overrides as the interrupted run."
-        )
-    log.info("Resuming from %s", last)
-    return str(last)
-
-
-def _record_dir(run_dir: Path, ckpt_path: str | None) -> Path:
-    """Where a run records itself: a resume gets ``resumes/<UTC time>/``, keeping the original."""
-    if ckpt_path is None or not (run_dir / "run_info.json").is_file():
-        return run_dir
-    return run_dir / "resumes" / datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S-%f")
-
-
-def apply_speed_switches(model: ScalpGrader, speed: DictConfig) -> None:
-    """Channels-last memory layout and ``torch.compile`` of the network, as configured."""
-    if speed.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if speed.compile:
-        model.net.compile()  # in place: state-dict keys (and checkpoints) stay the same
-
-
-def _sweep_group() -> str | None:
-    """Name shared by the jobs of one Hydra multirun (``None`` outside a multirun)."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return "sweep-" + "_".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
-
-
-def _plain(cfg: DictConfig, *groups: str) -> dict[str, Any]:
-    """The named config groups as plain, resolved containers (safe in checkpoints)."""
-    return {group: OmegaConf.to_container(cfg[group], resolve=True) for group in groups}
+    return run_job(cfg)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry; returns the monitored metric (for sweepers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     if HydraConfig.get().mode == RunMode.MULTIRUN:
+        from scalp_ml.training.distributed import refuse_distributed_multirun
+
         refuse_distributed_multirun(cfg.trainer)
     return train(cfg)[cfg.monitor.metric]
 
 
+def cli() -> None:
+    """Console script (and ``python -m``): the command, or its help with ``--help``."""
+    run_command(main, "train")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

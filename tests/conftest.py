@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import scalp_ml.config  # noqa: F401  (registers the config schemas, as every command does)
 from scalp_ml.data.synthetic import generate
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
@@ -72,6 +73,6 @@ def best_checkpoint(demo_run: tuple[Path, dict]) -> Path:
 @pytest.fixture(scope="session")
 def onnx_file(best_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny run's best checkpoint exported to ONNX."""
-    from scalp_ml.export import export
+    from scalp_ml.inference.export import export
 
     return export(best_checkpoint, "onnx", tmp_path_factory.mktemp("export") / "model.onnx")

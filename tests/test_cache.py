@@ -6,7 +6,6 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import albumentations as A
 import cv2
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from torch.utils.data import DataLoader
 
 from scalp_ml.data import cache as cache_module
 from scalp_ml.data.cache import CacheFiles, is_current, manifest_key, open_cache
-from scalp_ml.data.images import read_rgb
-from scalp_ml.data.transforms import letterbox
+from scalp_ml.data.images import letterbox, read_rgb
 from tests.conftest import FAST, compose_train
 
 
@@ -30,8 +28,8 @@ def write_images(folder: Path, count: int, seed: int = 0) -> list[str]:
     return names
 
 
-def letterboxed(path: Path, size: int) -> np.ndarray:
-    return A.Compose(letterbox(size))(image=read_rgb(path))["image"]
+def letterboxed(path: Path, size: tuple[int, int]) -> np.ndarray:
+    return letterbox(read_rgb(path), *size)
 
 
 @pytest.fixture
@@ -44,26 +42,26 @@ def test_cache_rows_equal_the_letterboxed_jpegs_and_are_reused(
 ) -> None:
     root, paths = images
     cache_dir = tmp_path / "cache"
-    decoded = open_cache(root, paths, 48, cache_dir, workers=2)
+    decoded = open_cache(root, paths, (48, 48), cache_dir, workers=2)
     assert len(decoded) == 40
     for path in (paths[0], paths[17], paths[-1]):
-        assert np.array_equal(decoded[path], letterboxed(root / path, 48))
-    sidecar = json.loads(CacheFiles.at(cache_dir, 48).sidecar.read_text())
-    assert sidecar["key"] == manifest_key(root, paths, 48) and sidecar["count"] == 40
+        assert np.array_equal(decoded[path], letterboxed(root / path, (48, 48)))
+    sidecar = json.loads(CacheFiles.at(cache_dir, (48, 48)).sidecar.read_text())
+    assert sidecar["key"] == manifest_key(root, paths, (48, 48)) and sidecar["count"] == 40
 
     def no_build(*args: object) -> None:
         raise AssertionError("a current cache was rebuilt")
 
     monkeypatch.setattr(cache_module, "build_cache", no_build)
-    reordered = open_cache(root, paths[::-1], 48, cache_dir, workers=2)  # same content
-    assert np.array_equal(reordered[paths[3]], letterboxed(root / paths[3], 48))
+    reordered = open_cache(root, paths[::-1], (48, 48), cache_dir, workers=2)  # same content
+    assert np.array_equal(reordered[paths[3]], letterboxed(root / paths[3], (48, 48)))
 
 
 def test_reader_pickles_without_pixels_and_works_in_loader_processes(
     images: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     root, paths = images
-    decoded = open_cache(root, paths, 48, tmp_path / "cache", workers=1)
+    decoded = open_cache(root, paths, (48, 48), tmp_path / "cache", workers=1)
     decoded[paths[0]]  # opens the file in this process
     assert len(pickle.dumps(decoded)) < 4096  # 40 rows of 48x48x3 would be 276 kB
 
@@ -75,7 +73,7 @@ def test_reader_pickles_without_pixels_and_works_in_loader_processes(
             return decoded[paths[index]]
 
     loaded = np.concatenate(list(DataLoader(Rows(), batch_size=8, num_workers=2)))
-    expected = np.stack([letterboxed(root / path, 48) for path in paths])
+    expected = np.stack([letterboxed(root / path, (48, 48)) for path in paths])
     assert np.array_equal(loaded, expected)
 
 
@@ -94,10 +92,10 @@ def test_concurrent_runs_share_one_build(
     monkeypatch.setattr(cache_module, "build_cache", counted_build)  # forked processes see it
     fork = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(3, mp_context=fork) as pool:  # like DDP ranks or sweep trials
-        runs = [pool.submit(open_cache, root, paths, 48, cache_dir, 1) for _ in range(3)]
+        runs = [pool.submit(open_cache, root, paths, (48, 48), cache_dir, 1) for _ in range(3)]
         decoded = [run.result() for run in runs]
     assert builds.read_text() == "build\n"
-    assert all(np.array_equal(d[paths[9]], letterboxed(root / paths[9], 48)) for d in decoded)
+    assert all(np.array_equal(d[paths[9]], letterboxed(root / paths[9], (48, 48))) for d in decoded)
 
 
 def test_changed_image_or_size_rebuilds_the_cache(
@@ -105,19 +103,22 @@ def test_changed_image_or_size_rebuilds_the_cache(
 ) -> None:
     root, paths = images
     cache_dir = tmp_path / "cache"
-    open_cache(root, paths, 48, cache_dir, workers=1)
-    files = CacheFiles.at(cache_dir, 48)
+    open_cache(root, paths, (48, 48), cache_dir, workers=1)
+    files = CacheFiles.at(cache_dir, (48, 48))
     first_key = json.loads(files.sidecar.read_text())["key"]
     replacement = np.full((480, 640, 3), 200, dtype=np.uint8)
     cv2.imwrite(str(root / paths[5]), replacement)  # same path, new content, size and mtime
-    rebuilt = open_cache(root, paths, 48, cache_dir, workers=1)
+    rebuilt = open_cache(root, paths, (48, 48), cache_dir, workers=1)
     assert json.loads(files.sidecar.read_text())["key"] != first_key
-    assert np.array_equal(rebuilt[paths[5]], letterboxed(root / paths[5], 48))
-    fewer = open_cache(root, paths[:30], 48, cache_dir, workers=1)  # manifest lost images
+    assert np.array_equal(rebuilt[paths[5]], letterboxed(root / paths[5], (48, 48)))
+    fewer = open_cache(root, paths[:30], (48, 48), cache_dir, workers=1)  # manifest lost images
     assert len(fewer) == 30 and not is_current(files, first_key)
-    larger = open_cache(root, paths, 64, cache_dir, workers=1)  # another size: its own file
+    larger = open_cache(root, paths, (64, 64), cache_dir, workers=1)  # another size: its own file
     assert larger[paths[0]].shape == (64, 64, 3)
-    assert is_current(CacheFiles.at(cache_dir, 48), manifest_key(root, paths[:30], 48))
+    rectangular = open_cache(root, paths, (36, 48), cache_dir, workers=1)  # native 3:4 input
+    assert np.array_equal(rectangular[paths[1]], letterboxed(root / paths[1], (36, 48)))
+    assert (cache_dir / "images-36x48px.npy").is_file()
+    assert is_current(CacheFiles.at(cache_dir, (48, 48)), manifest_key(root, paths[:30], (48, 48)))
 
 
 def test_interrupted_build_leaves_no_trusted_cache(
@@ -125,20 +126,20 @@ def test_interrupted_build_leaves_no_trusted_cache(
 ) -> None:
     root, paths = images
     cache_dir = tmp_path / "cache"
-    open_cache(root, paths, 48, cache_dir, workers=2)
-    files = CacheFiles.at(cache_dir, 48)
+    open_cache(root, paths, (48, 48), cache_dir, workers=2)
+    files = CacheFiles.at(cache_dir, (48, 48))
     (root / paths[25]).write_bytes(b"not a jpeg")  # the rebuild fails on this image
     with pytest.raises(OSError, match=paths[25]):
-        open_cache(root, paths, 48, cache_dir, workers=2)
+        open_cache(root, paths, (48, 48), cache_dir, workers=2)
     assert not files.sidecar.exists()  # the old cache is no longer trusted either
     assert not list(cache_dir.glob(".*.tmp"))
     # A build killed after its array was renamed but before the sidecar: rebuilt, not trusted.
     cv2.imwrite(str(root / paths[25]), np.zeros((480, 640, 3), np.uint8))
-    decoded = open_cache(root, paths, 48, cache_dir, workers=1)
+    decoded = open_cache(root, paths, (48, 48), cache_dir, workers=1)
     files.sidecar.unlink()
     (cache_dir / f".{files.array.name}.999999.tmp").write_bytes(b"killed build")
     mtime = files.array.stat().st_mtime_ns
-    decoded = open_cache(root, paths, 48, cache_dir, workers=1)
+    decoded = open_cache(root, paths, (48, 48), cache_dir, workers=1)
     assert files.array.stat().st_mtime_ns != mtime and files.sidecar.exists()
     assert not list(cache_dir.glob(".*.tmp"))
     assert np.array_equal(decoded[paths[25]], np.zeros((48, 48, 3), np.uint8))
@@ -151,7 +152,7 @@ def test_refuses_to_build_without_disk_room(
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=100_000))
     with pytest.raises(OSError, match=r"needs 0\.03 GB.*has 0\.00 GB free.*data\.cache_dir"):
-        open_cache(root, paths, 48 * 10, tmp_path / "cache", workers=1)
+        open_cache(root, paths, (480, 480), tmp_path / "cache", workers=1)
     assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix != ".lock"]
 
 
@@ -159,7 +160,7 @@ def test_missing_image_is_named(images: tuple[Path, list[str]], tmp_path: Path) 
     root, paths = images
     os.remove(root / paths[3])
     with pytest.raises(FileNotFoundError, match=f"{paths[3]} of the manifest is missing"):
-        open_cache(root, paths, 48, tmp_path / "cache", workers=1)
+        open_cache(root, paths, (48, 48), tmp_path / "cache", workers=1)
 
 
 def test_training_on_the_cache_matches_training_on_jpegs(

@@ -24,12 +24,13 @@ def test_a_tampered_checkpoint_is_refused_without_running_its_code(
 ) -> None:
     marker = tmp_path / "code_ran"
     checkpoint = torch.load(best_checkpoint, weights_only=True)
-    checkpoint["hyper_parameters"]["model"]["dropout"] = Payload(marker)
+    checkpoint["hyper_parameters"]["dropout"] = Payload(marker)
     tampered = tmp_path / "tampered.ckpt"
     torch.save(checkpoint, tampered)
-    with pytest.raises(CheckpointError, match=re.escape(str(tampered))):
+    with pytest.raises(CheckpointError, match=re.escape(str(tampered))) as error:
         load_checkpoint(tampered)
     assert not marker.exists()
+    assert "weights_only" not in str(error.value)  # torch's advice to load it unsafely is dropped
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,7 @@ def test_a_tampered_checkpoint_is_refused_without_running_its_code(
     [
         (b"definitely not a checkpoint", "not a checkpoint that can be loaded safely"),
         (pickle.dumps({"just": "a dict"}), "not a checkpoint that can be loaded safely"),
+        (b"PK\x03\x04 truncated zip", "not a"),
     ],
 )
 def test_non_checkpoint_files_give_a_clear_error(
@@ -57,10 +59,67 @@ def test_a_foreign_torch_file_is_named_as_such(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nowhere.ckpt")
 
 
-def test_loading_never_downloads_weights(best_checkpoint: Path, tmp_path: Path) -> None:
+def test_loading_never_downloads_weights(best_checkpoint: Path) -> None:
+    from scalp_ml.module import ScalpGrader
+
     checkpoint = torch.load(best_checkpoint, weights_only=True)
-    checkpoint["hyper_parameters"]["model"]["pretrained"] = True  # as in the study's recipe
-    path = tmp_path / "pretrained.ckpt"
-    torch.save(checkpoint, path)
-    loaded = load_checkpoint(path)  # HF_HUB_OFFLINE=1: a download attempt would fail
+    assert "pretrained" not in checkpoint["hyper_parameters"]  # training loads weights itself
+    loaded = load_checkpoint(best_checkpoint)  # HF_HUB_OFFLINE=1: a download attempt would fail
     assert not loaded.model.training and loaded.data["image_size"] == 64
+    assert ScalpGrader.load_from_checkpoint(best_checkpoint, weights_only=True) is not None
+
+
+def test_an_onnx_file_is_named_as_an_export(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"onnx")
+    with pytest.raises(CheckpointError, match="ONNX export") as error:
+        load_checkpoint(path)
+    assert "weights_only" not in str(error.value)
+
+
+def earlier_layout(checkpoint: dict) -> dict:
+    """The same checkpoint as scalp_ml wrote it before the network normalised its input."""
+    hparams = checkpoint["hyper_parameters"]
+    old = dict(checkpoint)
+    old.pop("scalp_ml_checkpoint_version")
+    old["hyper_parameters"] = {
+        "model": {
+            "backbone": hparams["backbone"],
+            "pretrained": True,
+            "weights": None,
+            "dropout": hparams["dropout"],
+        },
+        "optimizer": {
+            "_target_": "torch.optim.AdamW",
+            "lr": hparams["lr"],
+            "weight_decay": hparams["weight_decay"],
+        },
+        "loss": {"gamma": hparams["gamma"]},
+    }
+    old["state_dict"] = {
+        key: value
+        for key, value in checkpoint["state_dict"].items()
+        if key not in ("net.mean", "net.std")
+    }
+    old["datamodule_hyper_parameters"] = {
+        **checkpoint["datamodule_hyper_parameters"],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "normalize_on_device": True,
+    }
+    return old
+
+
+def test_a_checkpoint_of_the_earlier_layout_loads_and_predicts_the_same(
+    best_checkpoint: Path, tmp_path: Path
+) -> None:
+    current = torch.load(best_checkpoint, weights_only=True)
+    path = tmp_path / "earlier.ckpt"
+    torch.save(earlier_layout(current), path)
+    migrated, loaded = load_checkpoint(path), load_checkpoint(best_checkpoint)
+    assert migrated.data == loaded.data and "mean" not in migrated.data
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            migrated.model.deployable()(images), loaded.model.deployable()(images)
+        )

@@ -1,7 +1,9 @@
 import subprocess
 import sys
 
-from tests.conftest import compose_train
+import pytest
+
+from tests.conftest import compose_config, compose_train
 
 
 def test_default_config_is_the_study_recipe() -> None:
@@ -16,7 +18,7 @@ def test_default_config_is_the_study_recipe() -> None:
         jitter.brightness > 0 and jitter.contrast > 0 and jitter.hue > 0 and jitter.saturation > 0
     )
     assert affine.rotate[1] > 0 and affine.scale[0] < 1 < affine.scale[1]
-    assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.optimizer.lr == 1e-4
+    assert cfg.optimizer.name == "adamw" and cfg.optimizer.lr == 1e-4
     assert "scheduler" not in cfg  # constant learning rate
     assert cfg.loss.gamma == 2.0
     assert cfg.trainer.max_epochs == 30
@@ -56,3 +58,40 @@ def test_cfg_job_prints_the_recipe() -> None:
         "patience: 5",
     ):
         assert line in result.stdout, line
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "allowed"),
+    [
+        ("train", "data.split.strategy=sesion", "[image, session, official]"),
+        ("train", "data.on_bad_image=ignore", "[error, skip]"),
+        ("train", "data.cache=mmap", "[none, memmap]"),
+        ("eval", "split=tset", "[train, val, test]"),
+        ("predict", "device=tpu", "[auto, cpu, cuda]"),
+        ("export", "format=tflite", "[onnx, torchscript]"),
+    ],
+)
+def test_a_bad_value_fails_at_composition_naming_the_key_and_the_choices(
+    config: str, override: str, allowed: str
+) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config(config, [override])
+    message = f"{error.value} {error.value.__cause__}"
+    assert f"Invalid value '{override.split('=')[1]}', expected one of {allowed}" in message
+    assert override.split("=")[0] in message
+
+
+def test_each_command_has_its_own_quick_help() -> None:
+    from scalp_ml.cli import help_text
+
+    predict = help_text("predict", [])
+    assert "python -m scalp_ml.predict" in predict and "inputs: ???" in predict
+    assert "Examples" in predict and "optimizer" not in predict  # not the training groups
+    train = help_text("train", ["experiment=demo"])
+    assert "model: convnext_tiny, effnet_b0" in train and "backbone: test_efficientnet" in train
+    result = subprocess.run(
+        [sys.executable, "-m", "scalp_ml.evaluate", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "split: test" in result.stdout

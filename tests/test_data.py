@@ -6,30 +6,43 @@ import pytest
 import torch
 
 from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.data.transforms import build_transform
+from scalp_ml.data.images import letterbox
+from scalp_ml.data.transforms import augmentation
 from tests.conftest import compose_train
 
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
-
-def test_letterbox_keeps_the_aspect_ratio_and_pads_black() -> None:
+@pytest.mark.parametrize(
+    ("size", "inner", "padding"),
+    [
+        ((448, 448), (336, 448), (56, 0)),
+        ((384, 512), (384, 512), (0, 0)),
+        ((480, 448), (336, 448), (72, 0)),
+    ],
+)
+def test_letterbox_keeps_the_aspect_ratio_and_pads_black(
+    size: tuple[int, int], inner: tuple[int, int], padding: tuple[int, int]
+) -> None:
     image = np.full((480, 640, 3), 255, dtype=np.uint8)
-    tensor = build_transform(448, MEAN, STD)(image=image)["image"]
-    assert tensor.shape == (3, 448, 448) and tensor.dtype == torch.float32
-    # 640x480 -> 448x336: 56 padded rows above and below, in normalised black (-1)
-    assert torch.all(tensor[:, :56] == -1) and torch.all(tensor[:, -56:] == -1)
-    assert torch.all(tensor[:, 60:-60] == 1)
+    boxed = letterbox(image, *size)
+    assert boxed.shape == (*size, 3) and boxed.dtype == np.uint8
+    top, left = padding
+    assert np.all(boxed[:top] == 0) and np.all(boxed[size[0] - top :] == 0)
+    assert np.all(boxed[top : top + inner[0], left : left + inner[1]] == 255)
+    assert letterbox(image, 480, 640) is not image and np.array_equal(
+        letterbox(image, 480, 640), image
+    )
 
 
-def test_training_augmentation_changes_images_and_evaluation_does_not() -> None:
+def test_training_augmentation_changes_images_and_is_seeded() -> None:
     augment = compose_train(["run_dir=/tmp/unused"]).data.augment
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    evaluation = build_transform(64, MEAN, STD)
-    training = build_transform(64, MEAN, STD, augment)
-    assert torch.equal(evaluation(image=image)["image"], evaluation(image=image)["image"])
+    image = letterbox(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), 64, 64)
+    training = augmentation(augment, seed=3)
     outputs = [training(image=image)["image"] for _ in range(4)]
-    assert any(not torch.equal(outputs[0], other) for other in outputs[1:])
+    assert all(output.shape == image.shape and output.dtype == np.uint8 for output in outputs)
+    assert any(not np.array_equal(outputs[0], other) for other in outputs[1:])
+    again = augmentation(augment, seed=3)
+    assert all(np.array_equal(again(image=image)["image"], output) for output in outputs)
 
 
 def test_datamodule_batches_and_saves_its_split_beside_the_data(synthetic_root: Path) -> None:
@@ -56,8 +69,11 @@ def test_datamodule_batches_and_saves_its_split_beside_the_data(synthetic_root: 
     assert not (sessions[0] & sessions[1] or sessions[0] & sessions[2] or sessions[1] & sessions[2])
     assert datamodule.split_file.name == "session-70-15-15-seed42.json"
     batch = next(iter(datamodule.val_dataloader()))
-    assert batch["image"].shape == (16, 3, 64, 64) and batch["grades"].shape == (16, 6)
-    assert batch["grades"].dtype == torch.long and len(batch["name"]) == 16
+    assert batch["image"].shape == (16, 3, 64, 64) and batch["image"].dtype == torch.uint8
+    assert batch["grades"].shape == (16, 6) and batch["grades"].dtype == torch.long
+    assert len(batch["name"]) == len(batch["session"]) == 16
+    training = next(iter(datamodule.train_dataloader()))
+    assert training["image"].dtype == torch.uint8 and len(training["name"]) == 16
 
 
 def test_zip_download_gives_the_batches_of_the_extracted_one(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from timm.layers import BatchNormAct2d, SyncBatchNormAct, convert_sync_batchnorm
 
-from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.models.network import GradingNetwork
 from scalp_ml.training.distributed import TimmSyncBatchNorm, evaluation_sampler
 from tests.conftest import FAST, compose_config
 
@@ -21,7 +21,7 @@ ODD_SPLIT = ["data.split.strategy=image", "data.split.ratios=[0.7,0.155,0.145]"]
 
 
 def test_ddp_validation_equals_a_single_process_evaluation(synthetic_root: Path, tmp_path: Path):
-    from scalp_ml.evaluate import evaluate
+    from scalp_ml.evaluation.command import evaluate
 
     run_dir = tmp_path / "ddp"
     overrides = [
@@ -68,8 +68,8 @@ def test_ddp_validation_equals_a_single_process_evaluation(synthetic_root: Path,
 
 def test_sync_batchnorm_keeps_timm_activations_and_reverts() -> None:
     torch.manual_seed(0)
-    model = MultiHeadClassifier("test_efficientnet").eval()
-    images = torch.randn(2, 3, 64, 64)
+    model = GradingNetwork("test_efficientnet").eval()
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     expected = model(images)
     fused = sum(isinstance(m, BatchNormAct2d) for m in model.modules())
     synchronised = convert_sync_batchnorm(model)
@@ -78,7 +78,7 @@ def test_sync_batchnorm_keeps_timm_activations_and_reverts() -> None:
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in reverted.modules())
     assert sum(isinstance(m, BatchNormAct2d) for m in reverted.modules()) == fused
     torch.testing.assert_close(reverted(images), expected)
-    cpu_model = MultiHeadClassifier("test_efficientnet")
+    cpu_model = GradingNetwork("test_efficientnet")
     assert TimmSyncBatchNorm().apply(cpu_model) is cpu_model  # SyncBatchNorm is GPU-only
 
 

@@ -4,12 +4,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_recall_fscore_support
 
 from scalp_ml.data.aihub.index import load_manifest
-from scalp_ml.evaluate import evaluate
-from scalp_ml.labels import INDICATOR_NAMES
+from scalp_ml.evaluation.command import evaluate
+from scalp_ml.labels import GRADES, INDICATOR_NAMES
 from tests.conftest import compose_config
+
+
+def run_evaluate(checkpoint: Path, out_dir: Path, *overrides: str) -> dict[str, float]:
+    overrides = (f"ckpt_path={checkpoint}", f"out_dir={out_dir}", "num_workers=0", *overrides)
+    return evaluate(compose_config("eval", list(overrides)))
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +23,7 @@ def evaluation(
     best_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict]:
     out_dir = tmp_path_factory.mktemp("evaluation")
-    cfg = compose_config(
-        "eval", [f"ckpt_path={best_checkpoint}", f"out_dir={out_dir}", "num_workers=0"]
-    )
-    return out_dir, evaluate(cfg)
+    return out_dir, run_evaluate(best_checkpoint, out_dir)
 
 
 def test_evaluation_writes_report_figures_and_metrics(evaluation: tuple[Path, dict]) -> None:
@@ -28,7 +31,7 @@ def test_evaluation_writes_report_figures_and_metrics(evaluation: tuple[Path, di
     for name in (
         "report.md",
         "metrics.json",
-        "predictions.csv",
+        "predictions_test.csv",
         "confusion_test.png",
         "learning_curves.png",
     ):
@@ -56,7 +59,7 @@ def test_evaluation_writes_report_figures_and_metrics(evaluation: tuple[Path, di
 def test_numbers_equal_sklearn_and_direct_formulas(evaluation: tuple[Path, dict]) -> None:
     out_dir, returned = evaluation
     metrics = json.loads((out_dir / "metrics.json").read_text())["test"]
-    table = pd.read_csv(out_dir / "predictions.csv")
+    table = pd.read_csv(out_dir / "predictions_test.csv")
     truth = table[[f"{n}_true" for n in INDICATOR_NAMES]].to_numpy()
     predicted = table[[f"{n}_predicted" for n in INDICATOR_NAMES]].to_numpy()
     macro = []
@@ -108,3 +111,67 @@ def test_majority_baseline_uses_the_training_split(
         )
         assert baseline[f"macro_f1/{name}"] == pytest.approx(expected, abs=1e-6)
     assert baseline["hamming_acc"] == pytest.approx((test == np.array(majority)).mean(), abs=1e-6)
+
+
+def test_predictions_hold_the_probabilities_and_sessions(evaluation: tuple[Path, dict]) -> None:
+    out_dir, _ = evaluation
+    table = pd.read_csv(out_dir / "predictions_test.csv")
+    for name in INDICATOR_NAMES:
+        probabilities = table[[f"{name}_p_{grade}" for grade in GRADES]].to_numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+        assert (probabilities.argmax(axis=1) == table[f"{name}_predicted"]).all()
+    document = json.loads((out_dir / "metrics.json").read_text())
+    assert document["context"]["sessions"]["test"] == table["session"].nunique()
+
+
+def test_the_onnx_export_scores_like_its_checkpoint(
+    evaluation: tuple[Path, dict], onnx_file: Path, tmp_path: Path
+) -> None:
+    out_dir, from_checkpoint = evaluation
+    from_onnx = run_evaluate(onnx_file, tmp_path)
+    for key, value in from_checkpoint.items():
+        assert from_onnx[key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
+    ours, theirs = (pd.read_csv(d / "predictions_test.csv") for d in (out_dir, tmp_path))
+    probabilities = [c for c in ours.columns if "_p_" in c]
+    np.testing.assert_allclose(theirs[probabilities], ours[probabilities], atol=1e-6)
+
+
+def test_the_training_split_is_scored_without_augmentation(
+    best_checkpoint: Path, tmp_path: Path
+) -> None:
+    first = run_evaluate(best_checkpoint, tmp_path / "a", "split=train")
+    second = run_evaluate(best_checkpoint, tmp_path / "b", "split=train")
+    assert first == second and "train/macro_f1" in first
+
+
+def test_a_relative_data_root_that_is_not_here_names_the_override(
+    best_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["root"] = "data/moved_away"
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    with pytest.raises(FileNotFoundError, match=r"data/moved_away .*relative to .*data_root="):
+        run_evaluate(moved, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("config", "folder"),
+    [
+        ("eval", "outputs/eval/"),
+        ("predict", "outputs/predict/"),
+        ("data_report", "outputs/data_report/"),
+    ],
+)
+def test_commands_write_into_their_own_output_folders(config: str, folder: str) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(
+            config,
+            overrides=["+ckpt_path=x"] if config == "data_report" else [],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.run.dir.startswith(folder)

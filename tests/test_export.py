@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from scalp_ml.data.images import read_rgb
-from scalp_ml.data.transforms import build_transform
-from scalp_ml.export import METADATA_FILE, export, exported_outputs
+from scalp_ml.data.images import channels_first, letterbox, read_rgb
 from scalp_ml.inference.checkpoint import load_checkpoint
-from scalp_ml.inference.predictors import OnnxPredictor, Probabilities
+from scalp_ml.inference.export import METADATA_FILE, export, exported_outputs
+from scalp_ml.inference.predictors import OnnxPredictor
 
 
-def real_images(synthetic_root: Path, data: dict, count: int) -> torch.Tensor:
-    transform = build_transform(data["image_size"], data["mean"], data["std"])
+def real_images(synthetic_root: Path, count: int, size: int = 64) -> torch.Tensor:
     paths = sorted(synthetic_root.rglob("*.jpg"))[:count]
-    return torch.stack([transform(image=read_rgb(path))["image"] for path in paths])
+    images = [channels_first(letterbox(read_rgb(path), size, size)) for path in paths]
+    return torch.from_numpy(np.stack(images))
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -23,17 +22,20 @@ def test_onnx_matches_the_checkpoint_on_real_images_for_any_batch(
     onnx_file: Path, best_checkpoint: Path, synthetic_root: Path, batch: int
 ) -> None:
     loaded = load_checkpoint(best_checkpoint)
-    images = real_images(synthetic_root, loaded.data, batch)
+    images = real_images(synthetic_root, batch)
     with torch.inference_mode():
-        expected = Probabilities(loaded.model.net)(images).numpy()
-    np.testing.assert_allclose(OnnxPredictor(onnx_file)(images), expected, atol=1e-4)
+        expected = loaded.model.deployable()(images).numpy()
+    np.testing.assert_allclose(OnnxPredictor(onnx_file)(images.numpy()), expected, atol=1e-6)
 
 
-def test_onnx_file_describes_itself(onnx_file: Path) -> None:
-    metadata = OnnxPredictor(onnx_file).metadata
-    assert metadata["image_size"] == 64 and len(metadata["mean"]) == 3
+def test_onnx_file_describes_itself(onnx_file: Path, best_checkpoint: Path) -> None:
+    predictor = OnnxPredictor(onnx_file)
+    metadata = predictor.metadata
+    assert metadata["image_size"] == [64, 64] and "uint8" in metadata["input"]
     assert metadata["indicators"][0]["korean"] == "미세각질"
     assert metadata["grades"] == ["good", "mild", "moderate", "severe"]
+    assert predictor.data == load_checkpoint(best_checkpoint).data  # evaluate finds the split
+    assert predictor.session.get_inputs()[0].type == "tensor(uint8)"
 
 
 def test_torchscript_export_matches_and_carries_metadata(
@@ -41,13 +43,13 @@ def test_torchscript_export_matches_and_carries_metadata(
 ) -> None:
     path = export(best_checkpoint, "torchscript", tmp_path / "model.pt")
     loaded = load_checkpoint(best_checkpoint)
-    images = real_images(synthetic_root, loaded.data, 3)
+    images = real_images(synthetic_root, 3)
     with torch.inference_mode():
-        expected = Probabilities(loaded.model.net)(images).numpy()
-    np.testing.assert_allclose(exported_outputs(path, images), expected, atol=1e-4)
+        expected = loaded.model.deployable()(images).numpy()
+    np.testing.assert_allclose(exported_outputs(path, images), expected, atol=1e-6)
     extra = {METADATA_FILE: ""}
     torch.jit.load(str(path), _extra_files=extra)
-    assert json.loads(extra[METADATA_FILE])["image_size"] == 64
+    assert json.loads(extra[METADATA_FILE])["image_size"] == [64, 64]
 
 
 def test_unknown_format_is_refused(best_checkpoint: Path) -> None:

@@ -1,18 +1,22 @@
 import numpy as np
 import torch
 
-from scalp_ml.inference.grad_cam import grad_cam_maps, unletterbox
-from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.data.images import unletterbox
+from scalp_ml.inference.grad_cam import grad_cam_maps
+from scalp_ml.models.network import GradingNetwork
 
 
-def test_maps_have_the_input_size_and_differ_between_indicators() -> None:
+def test_maps_have_the_input_size_differ_between_indicators_and_batch() -> None:
     torch.manual_seed(0)
-    net = MultiHeadClassifier("test_efficientnet").eval()
-    image = torch.randn(1, 3, 96, 96)
-    maps = grad_cam_maps(net, image, [0, 1, 2, 3, 0, 1])
-    assert maps.shape == (6, 96, 96)
+    net = GradingNetwork("test_efficientnet").eval()
+    images = torch.randint(0, 256, (2, 3, 96, 96), dtype=torch.uint8)
+    grades = np.array([[0, 1, 2, 3, 0, 1], [3, 2, 1, 0, 3, 2]])
+    maps = grad_cam_maps(net, images, grades)
+    assert maps.shape == (2, 6, 96, 96)
     assert maps.min() >= 0 and maps.max() <= 1
-    assert all(not np.allclose(maps[0], other, atol=1e-3) for other in maps[1:])
+    assert all(not np.allclose(maps[0, 0], other, atol=1e-3) for other in maps[0, 1:])
+    alone = grad_cam_maps(net, images[1:], grades[1:])  # a batch gives each image its own map
+    np.testing.assert_allclose(alone[0], maps[1], atol=1e-5)
 
 
 def test_unletterbox_puts_the_map_back_on_the_photo() -> None:

@@ -8,12 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from scalp_ml.data.dataset import ScalpDataset, collate_readable
-from scalp_ml.data.images import BadImageError, decode_rgb, probe
-from scalp_ml.data.transforms import build_transform
+from scalp_ml.data.datamodule import _collate_readable as collate_readable
+from scalp_ml.data.dataset import ScalpDataset
+from scalp_ml.data.images import BadImageError, decode_rgb, letterbox, probe
 from scalp_ml.labels import INDICATOR_NAMES
-
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
 def encode(array: np.ndarray, fmt: str) -> bytes:
@@ -55,14 +53,14 @@ def test_any_size_is_letterboxed_into_the_square_with_its_aspect_kept(
     height: int, width: int
 ) -> None:
     image = decode_rgb(jpeg(height, width, value=255), "x")
-    tensor = build_transform(64, MEAN, STD)(image=image)["image"]
-    assert tensor.shape == (3, 64, 64)
-    content = (tensor[0] > 0).nonzero()
-    rows = content[:, 0].max() - content[:, 0].min() + 1
-    columns = content[:, 1].max() - content[:, 1].min() + 1
+    boxed = letterbox(image, 64, 64)
+    assert boxed.shape == (64, 64, 3)
+    content = (boxed[..., 0] > 0).nonzero()
+    rows = content[0].max() - content[0].min() + 1
+    columns = content[1].max() - content[1].min() + 1
     assert max(rows, columns) == 64  # the long side fills the square
     assert abs(rows / columns - height / width) < 0.1  # the aspect is kept
-    assert (tensor == -1).sum() == 3 * (64 * 64 - rows * columns)  # the rest is black padding
+    assert (boxed == 0).sum() == 3 * (64 * 64 - rows * columns)  # the rest is black padding
 
 
 @pytest.mark.parametrize(
@@ -89,7 +87,9 @@ def test_a_truncated_jpeg_passes_the_header_check_and_fails_decoding() -> None:
 def rows(tmp_path, contents: dict[str, bytes]) -> pd.DataFrame:
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
-    manifest = pd.DataFrame({"image": list(contents), "name": list(contents)})
+    manifest = pd.DataFrame(
+        {"image": list(contents), "name": list(contents), "session": list(contents)}
+    )
     for column in INDICATOR_NAMES:
         manifest[column] = 1
     return manifest
@@ -97,12 +97,11 @@ def rows(tmp_path, contents: dict[str, bytes]) -> pd.DataFrame:
 
 def test_an_unreadable_image_at_load_time_errors_or_is_left_out_of_its_batch(tmp_path) -> None:
     manifest = rows(tmp_path, {"good.jpg": jpeg(), "cut.jpg": jpeg()[:3000], "also.jpg": jpeg()})
-    transform = build_transform(32, MEAN, STD)
-    strict = ScalpDataset(tmp_path, manifest, transform, on_bad_image="error")
+    strict = ScalpDataset(tmp_path, manifest, (32, 32), on_bad_image="error")
     with pytest.raises(BadImageError, match=r"cut\.jpg: cannot decode") as error:
         strict[1]
     assert "data.on_bad_image=skip" in str(error.value)
-    lenient = ScalpDataset(tmp_path, manifest, transform, on_bad_image="skip")
+    lenient = ScalpDataset(tmp_path, manifest, (32, 32), on_bad_image="skip")
     batch = collate_readable([lenient[i] for i in range(3)])
     assert batch["name"] == ["good.jpg", "also.jpg"] and batch["image"].shape == (2, 3, 32, 32)
     assert torch.equal(batch["grades"], torch.ones(2, 6, dtype=torch.long))
@@ -113,7 +112,7 @@ def test_an_unreadable_image_at_load_time_errors_or_is_left_out_of_its_batch(tmp
 def test_a_file_removed_after_indexing_is_named(tmp_path) -> None:
     manifest = rows(tmp_path, {"gone.jpg": jpeg()})
     (tmp_path / "gone.jpg").unlink()
-    dataset = ScalpDataset(tmp_path, manifest, build_transform(32, MEAN, STD))
+    dataset = ScalpDataset(tmp_path, manifest, (32, 32))
     with pytest.raises(BadImageError, match=r"gone\.jpg"):
         dataset[0]
 

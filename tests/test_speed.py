@@ -6,13 +6,12 @@ import torch
 from omegaconf import OmegaConf
 
 from scalp_ml.module import ScalpGrader
-from scalp_ml.train import _plain, apply_speed_switches
+from scalp_ml.training.job import apply_speed_switches, build_module
 from tests.conftest import FAST, compose_train
 
 
 def tiny_grader() -> ScalpGrader:
-    cfg = compose_train(["model=tiny"])
-    return ScalpGrader(**_plain(cfg, "model", "optimizer", "loss"))
+    return build_module(compose_train(["model=tiny"]))
 
 
 def test_channels_last_and_compile_keep_the_checkpoint_layout() -> None:

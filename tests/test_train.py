@@ -52,9 +52,16 @@ def test_best_checkpoint_loads_safely_and_rebuilds_the_model(demo_run: tuple[Pat
     assert [item["name"] for item in checkpoint["labels"]["indicators"]] == list(INDICATOR_NAMES)
     assert checkpoint["labels"]["grades"] == ["good", "mild", "moderate", "severe"]
     model = ScalpGrader.load_from_checkpoint(best, map_location="cpu", weights_only=True)
-    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 4)
+    assert model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 6, 4)
+    assert checkpoint["hyper_parameters"]["backbone"] == "test_efficientnet"
+    assert (
+        checkpoint["hyper_parameters"]["lr"] == 1e-3
+        and checkpoint["hyper_parameters"]["gamma"] == 2
+    )
+    assert Path(checkpoint["datamodule_hyper_parameters"]["root"]).is_absolute()
 
 
+@pytest.mark.slow  # the subprocess twin of the in-process demo_run fixture
 def test_the_command_line_runs_as_a_user_would(synthetic_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "cli_run"
     overrides = [

@@ -23,18 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import albumentations as A
 import numpy as np
 from rich.progress import track
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.aihub.reader import Download, location_archive
-from scalp_ml.data.images import decode_rgb
-from scalp_ml.data.transforms import letterbox
+from scalp_ml.data.images import decode_rgb, letterbox
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: letterboxed by scalp_ml.data.images.letterbox, any height x width
 CHUNK = 32  # images per task of the build's process pool
 
 
@@ -47,13 +45,13 @@ class CacheFiles:
     lock: Path
 
     @classmethod
-    def at(cls, cache_dir: str | Path, image_size: int) -> CacheFiles:
-        """The cache of ``image_size`` px images in ``cache_dir``."""
-        stem = Path(cache_dir) / f"images-{image_size}px"
+    def at(cls, cache_dir: str | Path, image_size: tuple[int, int]) -> CacheFiles:
+        """The cache of ``(height, width)`` images in ``cache_dir``."""
+        stem = Path(cache_dir) / f"images-{_size_name(image_size)}"
         return cls(stem.with_suffix(".npy"), stem.with_suffix(".json"), stem.with_suffix(".lock"))
 
 
-def manifest_key(root: str | Path, paths: Sequence[str], image_size: int) -> str:
+def manifest_key(root: str | Path, paths: Sequence[str], image_size: tuple[int, int]) -> str:
     """SHA-256 of the image size and each image's location, byte size and modification time.
 
     An image inside a zip archive counts with the archive's size and modification time.
@@ -69,7 +67,7 @@ def manifest_key(root: str | Path, paths: Sequence[str], image_size: int) -> str
         except FileNotFoundError as error:
             raise FileNotFoundError(f"Image {path} of the manifest is missing ({file})") from error
         entries.append((path, stat.st_size, stat.st_mtime_ns))
-    content = {"version": FORMAT_VERSION, "image_size": image_size, "images": entries}
+    content = {"version": FORMAT_VERSION, "image_size": list(image_size), "images": entries}
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
@@ -84,9 +82,9 @@ class DecodedImages(Mapping[str, np.ndarray]):
         sidecar = json.loads(files.sidecar.read_text())
         self.path = files.array
         self.index = {path: row for row, path in enumerate(sidecar["images"])}
-        size = int(sidecar["image_size"])
-        self.shape = (size, size, 3)
-        self.row_bytes = size * size * 3
+        height, width = sidecar["image_size"]
+        self.shape = (height, width, 3)
+        self.row_bytes = height * width * 3
         self.offset = int(sidecar["offset"])
         self._fd: int | None = None
 
@@ -117,7 +115,7 @@ class DecodedImages(Mapping[str, np.ndarray]):
 def open_cache(
     root: str | Path,
     paths: Sequence[str],
-    image_size: int,
+    image_size: tuple[int, int],
     cache_dir: str | Path,
     workers: int,
 ) -> DecodedImages:
@@ -139,7 +137,8 @@ def is_current(files: CacheFiles, key: str) -> bool:
     """Whether a complete cache with this key exists (sidecar written, array of full size)."""
     try:
         sidecar = json.loads(files.sidecar.read_text())
-        expected = sidecar["offset"] + sidecar["count"] * sidecar["image_size"] ** 2 * 3
+        height, width = sidecar["image_size"]
+        expected = sidecar["offset"] + sidecar["count"] * height * width * 3
         return sidecar["key"] == key and files.array.stat().st_size == expected
     except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
         return False
@@ -148,7 +147,7 @@ def is_current(files: CacheFiles, key: str) -> bool:
 def build_cache(
     root: str | Path,
     paths: Sequence[str],
-    image_size: int,
+    image_size: tuple[int, int],
     files: CacheFiles,
     key: str,
     workers: int,
@@ -159,20 +158,20 @@ def build_cache(
         OSError: Not enough free disk space (nothing is written), or an image cannot be
             decoded (the partial build is removed; the message names the image).
     """
-    needed = len(paths) * image_size * image_size * 3
+    needed = len(paths) * image_size[0] * image_size[1] * 3
     free = shutil.disk_usage(files.array.parent).free
     log.info(
-        "Building the decoded-image cache %s: %d images at %d px, %s (%s free)",
+        "Building the decoded-image cache %s: %d images at %s, %s (%s free)",
         files.array,
         len(paths),
-        image_size,
+        _size_name(image_size),
         _gigabytes(needed),
         _gigabytes(free),
     )
     if needed >= free:
         raise OSError(
             f"Not enough disk space for the decoded-image cache {files.array}: it needs "
-            f"{_gigabytes(needed)} ({len(paths)} images at {image_size} px), "
+            f"{_gigabytes(needed)} ({len(paths)} images at {_size_name(image_size)}), "
             f"{files.array.parent} has {_gigabytes(free)} free. Free some space, point "
             "data.cache_dir to a larger disk, or train without a cache (data.cache=none)"
         )
@@ -182,7 +181,7 @@ def build_cache(
     temporary = files.array.with_name(f".{files.array.name}.{os.getpid()}.tmp")
     try:
         array = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.uint8, shape=(len(paths), image_size, image_size, 3)
+            temporary, mode="w+", dtype=np.uint8, shape=(len(paths), *image_size, 3)
         )
         offset = int(array.offset)
         del array
@@ -196,7 +195,7 @@ def build_cache(
     sidecar = {
         "key": key,
         "version": FORMAT_VERSION,
-        "image_size": image_size,
+        "image_size": list(image_size),
         "count": len(paths),
         "offset": offset,
         "images": list(paths),
@@ -205,10 +204,10 @@ def build_cache(
 
 
 def _write_rows_in_parallel(
-    root: str | Path, paths: list[str], image_size: int, array_path: Path, workers: int
+    root: str | Path, paths: list[str], image_size: tuple[int, int], array_path: Path, workers: int
 ) -> None:
     starts = range(0, len(paths), CHUNK)
-    description = f"Caching {len(paths)} images at {image_size} px"
+    description = f"Caching {len(paths)} images at {_size_name(image_size)}"
     if workers <= 1:
         for start in track(starts, description=description):
             _write_rows(root, paths[start : start + CHUNK], start, image_size, array_path)
@@ -228,14 +227,13 @@ def _write_rows_in_parallel(
 
 
 def _write_rows(
-    root: str | Path, paths: list[str], start: int, image_size: int, array_path: Path
+    root: str | Path, paths: list[str], start: int, image_size: tuple[int, int], array_path: Path
 ) -> None:
     """Letterboxes ``paths`` into rows ``start...`` of the array (one loader-like process)."""
-    transform = A.Compose(letterbox(image_size))
     download = Download(root)
     array = np.load(array_path, mmap_mode="r+")
     for row, path in enumerate(paths, start):
-        array[row] = transform(image=decode_rgb(download.read(path), path))["image"]
+        array[row] = letterbox(decode_rgb(download.read(path), path), *image_size)
     array.flush()
 
 
@@ -251,3 +249,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _gigabytes(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
+
+
+def _size_name(image_size: tuple[int, int]) -> str:
+    height, width = image_size
+    return f"{height}px" if height == width else f"{height}x{width}px"

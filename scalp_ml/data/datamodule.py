@@ -1,4 +1,9 @@
-"""The LightningDataModule: the download's index, the saved 70:15:15 split, transforms, loaders."""
+"""The LightningDataModule: the download's index, the saved 70:15:15 split, augmentation, loaders.
+
+Every split gives uint8 letterboxed images ``[B, 3, H, W]`` (the network normalises them
+itself); only training batches are augmented, in the loader processes (albumentations) or on
+the training device (kornia).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,16 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, Sampler, default_collate, get_worker_info
 
 from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.cache import DecodedImages, open_cache
-from scalp_ml.data.dataset import ScalpDataset, collate_readable
+from scalp_ml.data.dataset import ScalpDataset
 from scalp_ml.data.device_augment import DeviceAugmentation
 from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decode_letterboxed
+from scalp_ml.data.images import BadImageError, input_size
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
-from scalp_ml.data.transforms import build_transform
+from scalp_ml.data.transforms import augmentation
 from scalp_ml.training.distributed import evaluation_sampler
 
 log = logging.getLogger(__name__)
@@ -32,10 +38,9 @@ class ScalpDataModule(L.LightningDataModule):
     Args:
         root: Dataset root: the AI Hub download (extracted, or its zip archives) or the
             synthetic set.
-        image_size: Side of the letterboxed square fed to the model.
+        image_size: The network's input: a side (the study's letterboxed square) or
+            ``[height, width]``.
         batch_size: Images per batch.
-        mean: Normalisation mean per RGB channel (ImageNet by default).
-        std: Normalisation standard deviation per RGB channel.
         augment: Training augmentation values (see :func:`scalp_ml.data.transforms.augmentation`).
         split: ``strategy`` (``image``, the default of checkpoints that predate it,
             ``session`` or ``official``), ``ratios`` (train, val, test), ``seed`` and optional
@@ -54,18 +59,13 @@ class ScalpDataModule(L.LightningDataModule):
         decode_on: ``gpu`` decodes JPEG batches on the training device (needs
             ``augment_on=gpu`` and no cache); ``cpu`` decodes in the loader workers.
         prefetch_factor: Batches each loader process prepares ahead.
-        normalize_on_device: Loaders send uint8 images (4x less to copy) that
-            ``on_after_batch_transfer`` normalises; ``False`` for consumers outside Lightning
-            that need normalised float32 batches (``augment_on=cpu`` only).
     """
 
     def __init__(
         self,
         root: str,
-        image_size: int,
+        image_size: int | Sequence[int],
         batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
         augment: Mapping[str, Any],
         split: Mapping[str, Any],
         num_workers: int | None = None,
@@ -79,12 +79,12 @@ class ScalpDataModule(L.LightningDataModule):
         augment_on: str = "cpu",
         decode_on: str = "cpu",
         prefetch_factor: int = 4,
-        normalize_on_device: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        _check_pipeline(cache, augment_on, decode_on, normalize_on_device)
+        _check_pipeline(cache, augment_on, decode_on)
         self.root = Path(root)
+        self.image_size = input_size(image_size)
         self.ratios = tuple(split["ratios"])
         self.seed = int(split["seed"])
         self.strategy = split.get("strategy", "image")
@@ -92,9 +92,7 @@ class ScalpDataModule(L.LightningDataModule):
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".scalp_ml" / "cache"
-        self.device_augmentation = DeviceAugmentation(
-            mean, std, augment if augment_on == "gpu" else None
-        )
+        self.device_augmentation = DeviceAugmentation(augment) if augment_on == "gpu" else None
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
@@ -129,104 +127,109 @@ class ScalpDataModule(L.LightningDataModule):
         if self.hparams.cache == "none":
             return None
         paths = self.manifest["image"].tolist()
-        size = self.hparams.image_size
-        return open_cache(self.root, paths, size, self.cache_dir, max(self.num_workers, 1))
+        workers = max(self.num_workers, 1)
+        return open_cache(self.root, paths, self.image_size, self.cache_dir, workers)
 
     def setup(self, stage: str | None = None) -> None:
-        """Builds the three datasets from the saved split."""
+        """Builds the three datasets from the saved split (none of them augmented)."""
         if self.datasets:
             return
         splits = self._split()
-        size, mean, std = self.hparams.image_size, self.hparams.mean, self.hparams.std
         decoded = self.decoded_images()
-        dataset_type = EncodedScalpDataset if self.hparams.decode_on == "gpu" else ScalpDataset
         for split in SPLITS:
             rows = self.manifest[self.manifest["name"].isin(set(splits[split]))]
-            on_cpu = split == "train" and self.hparams.augment_on == "cpu"
-            augment = self.hparams.augment if on_cpu else None
-            transform = build_transform(
-                size,
-                mean,
-                std,
-                augment,
-                letterboxed=decoded is not None,
-                normalize=not self.hparams.normalize_on_device,
-                seed=torch.initial_seed() % 2**32,  # the run's seed (seed_everything)
-            )
-            self.datasets[split] = dataset_type(
+            self.datasets[split] = ScalpDataset(
                 self.root,
                 rows.reset_index(drop=True),
-                transform,
-                self.hparams.on_bad_image,
-                decoded,
+                self.image_size,
+                on_bad_image=self.hparams.on_bad_image,
+                decoded=decoded,
             )
         counts = {split: len(dataset) for split, dataset in self.datasets.items()}
         log.info("Split %s (%s): %s", self.split_file, self.strategy, counts)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; the last incomplete batch is dropped."""
-        return self.dataloader("train", shuffle=True)
+        """Shuffled, augmented training batches; the last incomplete batch is dropped.
+
+        With ``decode_on=gpu`` the batches hold the files' bytes, decoded on the device; with
+        ``augment_on=gpu`` they are augmented there.
+        """
+        train = self.datasets["train"]
+        if self.hparams.decode_on == "gpu":
+            train = EncodedScalpDataset(train)
+        elif self.hparams.augment_on == "cpu":
+            seed = torch.initial_seed() % 2**32  # the run's seed (seed_everything)
+            train = train.augmented(augmentation(self.hparams.augment, seed))
+        return self._loader(train, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in file order."""
         return self.dataloader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        """Test batches in file order."""
-        return self.dataloader("test")
+    def dataloader(self, split: str) -> DataLoader:
+        """Batches of one split in file order, never augmented: what evaluation grades.
 
-    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """Batches of one split; training drops its last incomplete batch.
-
-        Under DDP an evaluation split gives every image to exactly one rank (no padding).
+        Under DDP every image goes to exactly one rank (no padding).
         """
+        dataset = self.datasets[split]
+        return self._loader(dataset, shuffle=False, sampler=evaluation_sampler(dataset))
+
+    def _loader(
+        self,
+        dataset: ScalpDataset | EncodedScalpDataset,
+        shuffle: bool,
+        sampler: Sampler | None = None,
+    ) -> DataLoader:
+        encoded = isinstance(dataset, EncodedScalpDataset)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
-            sampler=None if shuffle else evaluation_sampler(self.datasets[split]),
-            drop_last=shuffle and len(self.datasets[split]) > self.hparams.batch_size,
+            sampler=sampler,
+            drop_last=shuffle and len(dataset) > self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             prefetch_factor=self.hparams.prefetch_factor if self.num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_init_worker,
-            collate_fn=collate_encoded if self.hparams.decode_on == "gpu" else collate_readable,
+            collate_fn=collate_encoded if encoded else _collate_readable,
         )
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """With ``decode_on=gpu``: decodes and letterboxes the batch's JPEGs on the device."""
-        if self.hparams.decode_on == "gpu":
+        """With ``decode_on=gpu``: decodes and letterboxes training JPEGs on the device."""
+        if isinstance(batch["image"], list):  # EncodedScalpDataset's bytes
             device = self.trainer.strategy.root_device
-            size = self.hparams.image_size
-            batch["image"] = decode_letterboxed(batch["image"], batch["name"], size, device)
+            batch["image"] = decode_letterboxed(
+                batch["image"], batch["name"], self.image_size, device
+            )
         return batch
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """Normalises on the device; with ``augment_on=gpu`` augments training batches first."""
-        if self.hparams.normalize_on_device:
-            training = self.trainer is not None and self.trainer.training
-            augmentation = self.device_augmentation.to(batch["image"].device)
-            batch["image"] = augmentation(batch["image"], train=training)
+        """With ``augment_on=gpu``: augments training batches on the device."""
+        if self.device_augmentation is not None and self.trainer.training:
+            batch["image"] = self.device_augmentation.to(batch["image"].device)(batch["image"])
         return batch
 
 
-def _check_pipeline(cache: str, augment_on: str, decode_on: str, normalize_on_device: bool) -> None:
+def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:
     """Raises ValueError naming the setting when the data pipeline options do not fit."""
-    for name, value, allowed in (
-        ("cache", cache, ("memmap", "none")),
-        ("augment_on", augment_on, ("cpu", "gpu")),
-        ("decode_on", decode_on, ("cpu", "gpu")),
-    ):
-        if value not in allowed:
-            raise ValueError(f"data.{name}={value!r}: expected one of {allowed}")
     if decode_on == "gpu" and (augment_on != "gpu" or cache != "none"):
         raise ValueError(
             "data.decode_on=gpu needs data.augment_on=gpu and data.cache=none "
             f"(got augment_on={augment_on}, cache={cache})"
         )
-    if augment_on == "gpu" and not normalize_on_device:
-        raise ValueError("data.augment_on=gpu needs normalize_on_device=True")
+
+
+def _collate_readable(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batches the samples whose image could be read.
+
+    Raises:
+        BadImageError: No image of the batch could be read.
+    """
+    readable = [sample for sample in samples if sample is not None]
+    if not readable:
+        raise BadImageError(f"None of the {len(samples)} images of a batch could be read")
+    return default_collate(readable)
 
 
 def _init_worker(_: int) -> None:
@@ -236,4 +239,6 @@ def _init_worker(_: int) -> None:
     set in the parent: see :mod:`scalp_ml.data.images`.)
     """
     worker = get_worker_info()
-    worker.dataset.transform.set_random_seed(worker.seed % 2**32)
+    augment = getattr(worker.dataset, "augment", None)
+    if augment is not None:
+        augment.set_random_seed(worker.seed % 2**32)

@@ -1,36 +1,45 @@
-"""A torch Dataset of manifest rows: dict samples with ``image``, ``grades`` and ``name``."""
+"""Images ready for the network, from a manifest (training, evaluation) or from any files.
+
+Both datasets give the same thing for an image: decoded to RGB, letterboxed into the network's
+input size (:func:`~scalp_ml.data.images.letterbox`) and laid out ``[3, H, W]`` as uint8. The
+network normalises it itself, so every command feeds it alike. Nothing here imports torch:
+prediction with an ONNX file runs without it. (torch's ``DataLoader`` batches these samples,
+turning arrays into tensors.)
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-import albumentations as A
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset, default_collate
 
 from scalp_ml.data.aihub.reader import Download
-from scalp_ml.data.images import BadImageError, decode_rgb
+from scalp_ml.data.images import BadImageError, channels_first, decode_rgb, letterbox, read_rgb
 from scalp_ml.labels import INDICATOR_NAMES
 
 log = logging.getLogger(__name__)
 
+Augmentation = Callable[..., dict[str, np.ndarray]]  # albumentations: image=... -> {"image": ...}
 
-class ScalpDataset(Dataset):
-    """Images of a manifest, read from files or zip archives in place, transformed.
+
+class ScalpDataset:
+    """The images of a manifest, read from files or zip archives in place.
 
     An image that cannot be read (changed since it was indexed and verified) raises with
-    ``on_bad_image="error"``; with ``"skip"`` it is logged and its sample is ``None``, which
-    :func:`collate_readable` leaves out of the batch.
+    ``on_bad_image="error"``; with ``"skip"`` it is logged and its sample is ``None``, which the
+    datamodule's collate function leaves out of the batch.
 
     Args:
         root: The download's root; manifest ``image`` locations are relative to it.
-        manifest: Rows with ``image``, ``name`` and the six grade columns.
-        transform: Albumentations pipeline ending in a tensor.
+        manifest: Rows with ``image``, ``name``, ``session`` and the six grade columns.
+        image_size: ``(height, width)`` of the network's input.
+        augment: Training augmentation of letterboxed images; ``None`` for none.
         on_bad_image: ``error`` or ``skip``.
         decoded: Letterboxed images read from the decoded-image cache instead of the files
             (see :mod:`scalp_ml.data.cache`).
@@ -40,15 +49,18 @@ class ScalpDataset(Dataset):
         self,
         root: str | Path,
         manifest: pd.DataFrame,
-        transform: A.Compose,
+        image_size: tuple[int, int],
+        augment: Augmentation | None = None,
         on_bad_image: Literal["error", "skip"] = "error",
         decoded: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.download = Download(root)
         self.locations = manifest["image"].tolist()
         self.names = manifest["name"].tolist()
-        self.grades = torch.tensor(manifest[list(INDICATOR_NAMES)].to_numpy(), dtype=torch.long)
-        self.transform = transform
+        self.sessions = manifest["session"].astype(str).tolist()
+        self.grades = manifest[list(INDICATOR_NAMES)].to_numpy(dtype=np.int64, copy=True)
+        self.image_size = image_size
+        self.augment = augment
         self.on_bad_image = on_bad_image
         self.decoded = decoded
 
@@ -67,26 +79,60 @@ class ScalpDataset(Dataset):
                 ) from error
             log.warning("Skipping an unreadable image: %s", error)
             return None
+        if self.augment is not None:
+            image = self.augment(image=image)["image"]
         return {
-            "image": self.transform(image=image)["image"],
+            "image": channels_first(image),
             "grades": self.grades[index],
             "name": self.names[index],
+            "session": self.sessions[index],
         }
 
+    def augmented(self, augment: Augmentation) -> ScalpDataset:
+        """The same images with training augmentation."""
+        twin = copy.copy(self)
+        twin.augment = augment
+        return twin
+
     def read(self, location: str) -> np.ndarray:
-        """The RGB image at a manifest location: from the cache if there is one, else decoded."""
+        """The letterboxed RGB image at a manifest location (from the cache if there is one)."""
         if self.decoded is not None:
             return self.decoded[location]
-        return decode_rgb(self.download.read(location), location)
+        return letterbox(decode_rgb(self.download.read(location), location), *self.image_size)
 
 
-def collate_readable(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-    """Batches the samples whose image could be read.
+class Photographs:
+    """Any image files, prepared like :class:`ScalpDataset`'s; an unreadable one gives an error.
 
-    Raises:
-        BadImageError: No image of the batch could be read.
+    A sample is ``{"image", "path", "error"}``: the image is blank (zeros) when ``error`` is set.
     """
-    readable = [sample for sample in samples if sample is not None]
-    if not readable:
-        raise BadImageError(f"None of the {len(samples)} images of a batch could be read")
-    return default_collate(readable)
+
+    def __init__(self, paths: Sequence[Path], image_size: tuple[int, int]) -> None:
+        self.paths = list(paths)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.paths[index]
+        try:
+            image, error = letterbox(read_rgb(path), *self.image_size), ""
+        except OSError as failure:
+            image, error = np.zeros((*self.image_size, 3), np.uint8), str(failure)
+        return {"image": channels_first(image), "path": str(path), "error": error}
+
+
+def batches(
+    dataset: Photographs, batch_size: int, threads: int = 2
+) -> Iterator[dict[str, np.ndarray | list[str]]]:
+    """The dataset's samples in order, stacked in batches; ``threads`` decode in parallel."""
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        for start in range(0, len(dataset), batch_size):
+            indices = range(start, min(start + batch_size, len(dataset)))
+            samples = list(pool.map(dataset.__getitem__, indices))
+            yield {
+                "image": np.stack([sample["image"] for sample in samples]),
+                "path": [sample["path"] for sample in samples],
+                "error": [sample["error"] for sample in samples],
+            }

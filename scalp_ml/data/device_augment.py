@@ -1,14 +1,14 @@
 """Batched augmentation and normalisation on the training device (``data.augment_on=gpu``).
 
-The CPU then only delivers letterboxed uint8 ``[B, 3, H, W]`` batches (4x less to copy than
-float32); flip, colour jitter, rotation and scale run on the whole batch where the model runs,
-driven by the same config values as the albumentations path
-(:func:`scalp_ml.data.transforms.augmentation`).
+The CPU then only delivers letterboxed uint8 ``[B, 3, H, W]`` batches; flip, colour jitter,
+rotation and scale run on the whole batch where the model runs, driven by the same config
+values as the albumentations path (:func:`scalp_ml.data.transforms.augmentation`). The network
+normalises its input itself, so the augmented batch stays on the 0-255 scale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import kornia.augmentation as K
@@ -17,29 +17,20 @@ from torch import nn
 
 
 class DeviceAugmentation(nn.Module):
-    """uint8 image batches to normalised float32 ones, augmented for training.
+    """Augments a training batch of uint8 images where the model runs.
 
     Args:
-        mean: Normalisation mean per RGB channel.
-        std: Normalisation standard deviation per RGB channel.
         augment: ``horizontal_flip``, ``color_jitter`` and ``affine`` values as in
-            :func:`scalp_ml.data.transforms.augmentation`; ``None`` for none.
+            :func:`scalp_ml.data.transforms.augmentation`.
     """
 
-    def __init__(
-        self, mean: Sequence[float], std: Sequence[float], augment: Mapping[str, Any] | None
-    ) -> None:
+    def __init__(self, augment: Mapping[str, Any]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.augment = None if augment is None else _augmentation(augment)
+        self.augment = _augmentation(augment)
 
-    def forward(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        """Normalised ``[B, 3, H, W]`` float32 images; augmented when ``train``."""
-        scaled = images.float().div_(255)
-        if train and self.augment is not None:
-            scaled = self.augment(scaled)
-        return (scaled - self.mean) / self.std
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Augmented float32 images ``[B, 3, H, W]`` on the 0-255 scale of the input."""
+        return self.augment(images.float().div_(255)).mul_(255)
 
 
 def _augmentation(augment: Mapping[str, Any]) -> nn.Sequential:

@@ -18,19 +18,28 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from scalp_ml.data.dataset import ScalpDataset
 
 
-class EncodedScalpDataset(ScalpDataset):
-    """Samples whose ``image`` is the file's bytes (a 1-D uint8 array), decoded later.
+class EncodedScalpDataset:
+    """The images of a dataset as their files' bytes (a 1-D uint8 array each), decoded later.
 
     Bytes travel from loader processes as NumPy arrays: pickled through the pipe, not one
     shared-memory file descriptor per image as tensors would be.
     """
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray | torch.Tensor | str]:
-        location = self.locations[index]
+    def __init__(self, dataset: ScalpDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray | str]:
+        images = self.dataset
         return {
-            "image": np.frombuffer(bytearray(self.download.read(location)), dtype=np.uint8),
-            "grades": self.grades[index],
-            "name": self.names[index],
+            "image": np.frombuffer(
+                bytearray(images.download.read(images.locations[index])), dtype=np.uint8
+            ),
+            "grades": images.grades[index],
+            "name": images.names[index],
+            "session": images.sessions[index],
         }
 
 
@@ -42,9 +51,9 @@ def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def decode_letterboxed(
-    encoded: list[np.ndarray], names: list[str], image_size: int, device: torch.device
+    encoded: list[np.ndarray], names: list[str], image_size: tuple[int, int], device: torch.device
 ) -> torch.Tensor:
-    """Decodes JPEG bytes on ``device`` and letterboxes them: uint8 ``[B, 3, S, S]``.
+    """Decodes JPEG bytes on ``device`` and letterboxes them: uint8 ``[B, 3, H, W]``.
 
     Raises:
         OSError: An image is not a decodable JPEG (the message names it).
@@ -62,17 +71,19 @@ def decode_letterboxed(
     return torch.stack([letterbox_tensor(image, image_size) for image in images])
 
 
-def letterbox_tensor(image: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Like :func:`scalp_ml.data.transforms.letterbox` for a uint8 ``[3, H, W]`` tensor.
+def letterbox_tensor(image: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Like :func:`scalp_ml.data.images.letterbox` for a uint8 ``[3, h, w]`` tensor.
 
-    Area-average shrink of the long side to ``image_size``, black padding centred as
-    albumentations' ``PadIfNeeded`` does.
+    Area-average shrink by the largest factor that fits ``(height, width)``, black padding
+    centred the same way.
     """
+    target_height, target_width = image_size
     height, width = image.shape[-2:]
-    scale = image_size / max(height, width)
-    new_height, new_width = round(height * scale), round(width * scale)
+    scale = min(target_height / height, target_width / width)
+    new_height = min(target_height, max(1, round(height * scale)))
+    new_width = min(target_width, max(1, round(width * scale)))
     resized = F.interpolate(image[None].float(), size=(new_height, new_width), mode="area")
-    out = torch.zeros(3, image_size, image_size, dtype=torch.uint8, device=image.device)
-    top, left = (image_size - new_height) // 2, (image_size - new_width) // 2
+    out = torch.zeros(3, target_height, target_width, dtype=torch.uint8, device=image.device)
+    top, left = (target_height - new_height) // 2, (target_width - new_width) // 2
     out[:, top : top + new_height, left : left + new_width] = resized[0].round().clamp(0, 255)
     return out

@@ -1,13 +1,16 @@
-"""Image files: a cheap header check for indexing, and decoding to RGB for training.
+"""Image files: a cheap header check for indexing, decoding to RGB, and the letterbox.
 
 Indexing must stay fast (no pixel decoding), so it only reads each image's header: a zero-byte
 file or one that is no image is caught there. Decoding catches the rest (corrupt or truncated
 data); grayscale, RGBA, 16-bit and PNG images all decode to 8-bit RGB of their own size, which
-the letterbox transform then fits to the square.
+:func:`letterbox` then fits into the network's input size. Every command (training, the
+decoded-image cache, evaluation, prediction, Grad-CAM) prepares images with these functions, and
+none of them needs torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -84,3 +87,52 @@ def read_rgb(path: Path) -> np.ndarray:
     except OSError as error:
         raise BadImageError(f"{path}: cannot read the file ({error.strerror})") from error
     return decode_rgb(data, str(path))
+
+
+def input_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of the network's input from a config value: a side or a pair.
+
+    Raises:
+        ValueError: Not one positive side or a (height, width) pair of them.
+    """
+    sides = (size, size) if isinstance(size, int) else tuple(int(side) for side in size)
+    if len(sides) != 2 or min(sides) < 1:
+        raise ValueError(f"image_size={size}: expected a side or [height, width], e.g. 448")
+    return sides
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Fits an RGB image into ``height x width``: aspect kept, area-averaged, black padding.
+
+    The image is scaled by the largest factor that fits both sides, then centred; the padding
+    splits as evenly as possible (one row or column more at the bottom or right).
+    """
+    scale = min(height / image.shape[0], width / image.shape[1])
+    inner_height = min(height, max(1, round(image.shape[0] * scale)))
+    inner_width = min(width, max(1, round(image.shape[1] * scale)))
+    if (inner_height, inner_width) != image.shape[:2]:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (inner_width, inner_height), interpolation=interpolation)
+    top, left = (height - inner_height) // 2, (width - inner_width) // 2
+    boxed = np.zeros((height, width, 3), dtype=np.uint8)
+    boxed[top : top + inner_height, left : left + inner_width] = image
+    return boxed
+
+
+def unletterbox(boxed: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The inverse of :func:`letterbox` for a map of the network's input size.
+
+    Crops the padding off ``boxed`` (``[h, w]`` or ``[h, w, c]``) and resizes it onto the
+    original ``height x width`` photograph.
+    """
+    scale = min(boxed.shape[0] / height, boxed.shape[1] / width)
+    inner_height = min(boxed.shape[0], max(1, round(height * scale)))
+    inner_width = min(boxed.shape[1], max(1, round(width * scale)))
+    top, left = (boxed.shape[0] - inner_height) // 2, (boxed.shape[1] - inner_width) // 2
+    inner = boxed[top : top + inner_height, left : left + inner_width]
+    return cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` to a contiguous ``[3, H, W]`` array: the layout the network reads."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1))

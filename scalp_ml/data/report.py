@@ -19,15 +19,16 @@ import hydra
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from scalp_ml.atomic import atomic_write_text
+import scalp_ml.config
+from scalp_ml.atomic import atomic_write_text, save_figure
+from scalp_ml.cli import run_command
 from scalp_ml.data.aihub.index import default_manifest_path, load_or_build_index
 from scalp_ml.data.aihub.label_file import LabelError
 from scalp_ml.data.aihub.pairing import Index, usable_manifest
 from scalp_ml.data.images import BadImageError
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
-from scalp_ml.evaluation.report import save_figure
 from scalp_ml.labels import GRADES, INDICATOR_NAMES, NUM_GRADES
 
 log = logging.getLogger(__name__)
@@ -220,8 +221,13 @@ def _grades_figure(manifest: pd.DataFrame, splits: Mapping[str, list[str]]) -> p
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="data_report")
 def main(cfg: DictConfig) -> None:
     """Command-line entry: ``python -m scalp_ml.data.report data.root=...``."""
-    write_data_report(Path(cfg.out_dir), OmegaConf.to_container(cfg.data, resolve=True))
+    write_data_report(Path(cfg.out_dir), scalp_ml.config.plain(cfg.data))
+
+
+def cli() -> None:
+    """Console script (and ``python -m``): the command, or its help with ``--help``."""
+    run_command(main, "data_report")
 
 
 if __name__ == "__main__":
-    main()
+    cli()

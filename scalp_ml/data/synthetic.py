@@ -28,23 +28,14 @@ from omegaconf import DictConfig
 from rich.progress import track
 
 from scalp_ml.atomic import atomic_write_text
+from scalp_ml.cli import run_command
 from scalp_ml.labels import GRADES_KOREAN, INDICATORS, NUM_INDICATORS
+from scalp_ml.reference import GRADE_COUNTS
 
 log = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 640, 480
-# The study's Table 1: images per grade 0..3, one row per indicator (17,785 images).
-STUDY_GRADE_COUNTS = np.array(
-    [
-        [14758, 1125, 1345, 557],
-        [3678, 6879, 6216, 1012],
-        [5916, 7247, 3411, 1211],
-        [16963, 552, 196, 74],
-        [10585, 4113, 2483, 604],
-        [13003, 3435, 1075, 272],
-    ]
-)
-GRADE_PROBABILITIES = STUDY_GRADE_COUNTS / STUDY_GRADE_COUNTS.sum(axis=1, keepdims=True)
+GRADE_PROBABILITIES = GRADE_COUNTS / GRADE_COUNTS.sum(axis=1, keepdims=True)  # Table 1
 SHOTS = (("2", "TH"), ("3", "TH"), ("4", "LH"), ("5", "RH"), ("6", "BH"))
 KEEP_PERSON_GRADE = 0.7  # chance that a shot shows its person's grade rather than a fresh draw
 MARKER = ".synthetic.json"
@@ -418,5 +409,10 @@ def main(cfg: DictConfig) -> None:
     generate(**cfg)
 
 
+def cli() -> None:
+    """Console script (and ``python -m``): the command, or its help with ``--help``."""
+    run_command(main, "synthetic")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,17 +11,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from scalp_ml.atomic import atomic_write_bytes, atomic_write_text
+from scalp_ml.atomic import atomic_write_text, save_figure
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
-
-# The study's Table 2 (macro-F1) and its test Hamming accuracy: the numbers to beat.
-STUDY_MACRO_F1 = {
-    "val": dict(zip(INDICATOR_NAMES, (0.490, 0.506, 0.679, 0.343, 0.652, 0.491), strict=True)),
-    "test": dict(zip(INDICATOR_NAMES, (0.458, 0.517, 0.661, 0.311, 0.624, 0.526), strict=True)),
-}
-STUDY_OVERALL = {"val": 0.527, "test": 0.518}
-STUDY_TEST_HAMMING = 0.658
+from scalp_ml.reference import MACRO_F1, OVERALL_MACRO_F1, TEST_HAMMING_ACCURACY
 
 Results = Mapping[str, Mapping[str, torch.Tensor]]
 
@@ -44,7 +36,7 @@ def table2_markdown(results: Results, baseline: Results) -> str:
         key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
         cells = []
         for stage in stages:
-            study = STUDY_OVERALL[stage] if name == "overall" else STUDY_MACRO_F1[stage][name]
+            study = OVERALL_MACRO_F1[stage] if name == "overall" else MACRO_F1[stage][name]
             cells += [_number(results[stage][key]), f"{study:.3f}", _number(baseline[stage][key])]
         label = f"**{name}**" if name == "overall" else name
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -128,14 +120,6 @@ def learning_curves_figure(metrics_csv: Path) -> plt.Figure:
     return figure
 
 
-def save_figure(figure: plt.Figure, path: Path) -> None:
-    """Writes a figure as PNG atomically and frees it."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def write_report(
     out_dir: Path,
     results: Results,
@@ -173,7 +157,9 @@ def write_report(
     ]
     if "test" in results:
         hamming = float(results["test"]["hamming_acc"])
-        sections.append(f"Test Hamming accuracy: **{hamming:.3f}** (study: {STUDY_TEST_HAMMING}).")
+        sections.append(
+            f"Test Hamming accuracy: **{hamming:.3f}** (study: {TEST_HAMMING_ACCURACY})."
+        )
     for stage, values in results.items():
         sections += [f"## Per grade ({stage})", detail_markdown(values)]
     sections.append(

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from scalp_ml.models.migration import migrate
 from scalp_ml.module import ScalpGrader
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
@@ -32,7 +33,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Rebuilds the model from a checkpoint alone, without downloading any weights.
 
     Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``), so a
-    tampered file cannot run code.
+    tampered file cannot run code. Checkpoints of earlier scalp_ml versions are upgraded
+    (:mod:`scalp_ml.models.migration`).
 
     Raises:
         FileNotFoundError: ``path`` names no file.
@@ -41,21 +43,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path}: no such file")
+    if path.suffix == ".onnx":
+        raise CheckpointError(
+            f"{path} is an ONNX export, not a training checkpoint; the commands that take "
+            "it (evaluate, predict) read it with ONNX Runtime"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except pickle.UnpicklingError as error:
+        # torch's message suggests weights_only=False: never an option for a file of unknown
+        # origin, and a scalp_ml checkpoint never needs it. Only the unpickler's reason is kept.
+        reasons = [line.strip() for line in str(error).splitlines() if "nsupported" in line]
         raise CheckpointError(
-            f"{path} is not a checkpoint that can be loaded safely: {reason}"
+            f"{path} is not a checkpoint that can be loaded safely: it holds more than tensors "
+            f"and plain values ({reasons[0] if reasons else 'unreadable pickle'}). It was "
+            "refused without running any of its code."
         ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint: {reason}") from error
     missing = [
         key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint
     ]
     if missing:
         raise CheckpointError(f"{path} is not a scalp_ml training checkpoint: it lacks {missing}")
-    hparams = checkpoint["hyper_parameters"]
-    # The trained weights come from the checkpoint: build the backbone without fetching any.
-    architecture = {**hparams["model"], "pretrained": False, "weights": None}
-    model = ScalpGrader(model=architecture, optimizer=hparams["optimizer"], loss=hparams["loss"])
+    migrate(checkpoint, str(path))
+    model = ScalpGrader(**checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
     return LoadedCheckpoint(path, model.eval(), dict(checkpoint["datamodule_hyper_parameters"]))

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
-from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.models.network import GradingNetwork
+
+COLORMAP = "jet"
+SCALE = "Grad-CAM relevance for the predicted grade (0: none, 1: the map's maximum)"
 
 
 class HeadLogits(nn.Module):
     """One indicator's four logits: grad-cam needs a model with a single output."""
 
-    def __init__(self, net: MultiHeadClassifier, indicator: int) -> None:
+    def __init__(self, net: GradingNetwork, indicator: int) -> None:
         super().__init__()
         self.net = net
         self.indicator = indicator
@@ -30,57 +31,58 @@ class HeadLogits(nn.Module):
         return self.net(images)[:, self.indicator]
 
 
-def last_feature_layer(net: MultiHeadClassifier) -> nn.Module:
+def last_feature_layer(net: GradingNetwork) -> nn.Module:
     """The backbone's deepest feature stage, as timm's ``feature_info`` names it."""
     return net.backbone.get_submodule(net.backbone.feature_info[-1]["module"])
 
 
-def grad_cam_maps(
-    net: MultiHeadClassifier, image: torch.Tensor, grades: Sequence[int]
-) -> np.ndarray:
-    """Heat-maps ``[6, S, S]`` in [0, 1], one per indicator, for its grade in ``grades``.
+def grad_cam_maps(net: GradingNetwork, images: torch.Tensor, grades: np.ndarray) -> np.ndarray:
+    """Heat-maps ``[B, 6, H, W]`` in [0, 1]: each indicator's, for its grade in ``grades``.
+
+    One batched Grad-CAM pass per indicator.
 
     Args:
         net: The grading network (eval mode).
-        image: One normalised, letterboxed image ``[1, 3, S, S]``.
-        grades: The grade to explain for each indicator (usually the predicted one).
+        images: Letterboxed images ``[B, 3, H, W]`` as the network takes them.
+        grades: The grade to explain per image and indicator ``[B, 6]`` (usually the
+            predicted one).
     """
     layer = last_feature_layer(net)
+    inputs = images.float()  # Grad-CAM differentiates through the network's first layers
     maps = []
-    for indicator, grade in enumerate(grades):
+    for indicator in range(len(INDICATOR_NAMES)):
+        targets = [ClassifierOutputTarget(int(grade)) for grade in grades[:, indicator]]
         with GradCAM(model=HeadLogits(net, indicator), target_layers=[layer]) as cam:
-            maps.append(cam(input_tensor=image, targets=[ClassifierOutputTarget(int(grade))])[0])
-    return np.stack(maps)
-
-
-def unletterbox(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Crops the letterbox padding off a square map and resizes it onto the original photo."""
-    side = heatmap.shape[0]
-    scale = side / max(height, width)
-    inner_h, inner_w = round(height * scale), round(width * scale)
-    top, left = (side - inner_h) // 2, (side - inner_w) // 2
-    inner = heatmap[top : top + inner_h, left : left + inner_w]
-    return cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR)
+            maps.append(cam(input_tensor=inputs, targets=targets))
+    return np.stack(maps, axis=1)
 
 
 def explanation_figure(
     photo: np.ndarray, maps: np.ndarray, probabilities: np.ndarray, title: str
 ) -> plt.Figure:
-    """2x3 grid: each indicator's heat-map over the photograph, titled with grade and probability.
+    """The photograph, then each indicator's heat-map over it, and the colour scale.
 
     Args:
         photo: The original RGB photograph, uint8 ``[H, W, 3]``.
-        maps: Heat-maps ``[6, H, W]`` at the photograph's size.
+        maps: Heat-maps ``[6, H, W]`` in [0, 1] at the photograph's size.
         probabilities: Grade probabilities ``[6, 4]``.
-        title: Figure title (usually the file name).
+        title: Figure title (usually the file's path).
     """
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8.4), constrained_layout=True)
+    figure, axes = plt.subplots(2, 4, figsize=(16, 6.6), constrained_layout=True)
+    panels = axes.flat
+    photo_axis = next(panels)
+    photo_axis.imshow(photo)
+    photo_axis.set_title("photograph")
     for axis, name, heatmap, probs in zip(
-        axes.flat, INDICATOR_NAMES, maps, probabilities, strict=True
+        panels, INDICATOR_NAMES, maps, probabilities, strict=False
     ):
         grade = int(probs.argmax())
-        axis.imshow(show_cam_on_image(photo.astype(np.float32) / 255, heatmap, use_rgb=True))
-        axis.set_title(f"{name}: {grade} {GRADES[grade]} ({probs[grade]:.2f})")
+        axis.imshow(photo)
+        axis.imshow(heatmap, cmap=COLORMAP, vmin=0, vmax=1, alpha=0.45)
+        axis.set_title(f"{name}: {grade} {GRADES[grade]} (p={probs[grade]:.2f})", fontsize=10)
+    for axis in axes.flat:
         axis.axis("off")
+    scale = ScalarMappable(Normalize(0, 1), cmap=COLORMAP)
+    figure.colorbar(scale, ax=axes[:, -1], location="right", fraction=0.5, label=SCALE)
     figure.suptitle(title)
     return figure

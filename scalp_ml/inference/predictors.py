@@ -1,79 +1,69 @@
-"""Grade probabilities from a checkpoint (eager PyTorch) or an exported ONNX file, one interface."""
+"""Grade probabilities from a checkpoint (PyTorch) or its ONNX export, behind one interface.
+
+A predictor takes letterboxed uint8 images ``[B, 3, H, W]`` as NumPy arrays (what
+:mod:`scalp_ml.data.dataset` prepares) and returns probabilities ``[B, 6, 4]``. Importing this
+module, and predicting with an ONNX file, needs neither torch nor Lightning.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
-from rich.progress import track
-from torch import nn
-from torch.utils.data import DataLoader
 
-from scalp_ml.inference.checkpoint import load_checkpoint
+from scalp_ml.data.images import input_size
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared: letterbox side and normalisation."""
-
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Preprocessing:
-        """From the data settings a checkpoint was trained with."""
-        return cls(int(data["image_size"]), tuple(data["mean"]), tuple(data["std"]))
-
-
-class Probabilities(nn.Module):
-    """Wraps a grader so that it returns softmax probabilities ``[B, 6, 4]``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Grade probabilities of normalised images ``[B, 3, H, W]``."""
-        return self.model(images).float().softmax(dim=-1)
+ONNX_METADATA_KEY = "scalp_ml"
 
 
 class Predictor(Protocol):
-    """Anything that turns a batch of normalised images into grade probabilities."""
+    """Anything that grades uint8 image batches; ``data`` holds its training data settings."""
 
-    preprocessing: Preprocessing
+    image_size: tuple[int, int]
+    data: dict[str, Any]
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """Probabilities ``[B, 6, 4]`` of a normalised image batch ``[B, 3, H, W]``."""
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities ``[B, 6, 4]`` of uint8 letterboxed images ``[B, 3, H, W]``."""
         ...
 
 
-class TorchPredictor:
-    """Eager PyTorch inference of a checkpoint, on CPU or GPU."""
+class CheckpointPredictor:
+    """Eager PyTorch inference of a training checkpoint, on CPU or GPU.
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        )
-        loaded = load_checkpoint(checkpoint, map_location=self.device)
-        self.net = loaded.model.net.to(self.device).eval()
-        self.model = Probabilities(self.net)
-        self.preprocessing = Preprocessing.from_data(loaded.data)
+    Attributes:
+        module: The checkpoint's :class:`~scalp_ml.module.ScalpGrader` (eval mode).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        import torch
+
+        from scalp_ml.inference.checkpoint import load_checkpoint
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        loaded = load_checkpoint(path, map_location=self.device)
+        self.module = loaded.model.to(self.device).eval()
         self.data = loaded.data
+        self.image_size = input_size(loaded.data["image_size"])
+        self.deployed = self.module.deployable().eval()
 
-    @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, 6, 4]``."""
-        return self.model(images.to(self.device)).cpu().numpy()
+        import torch
+
+        with torch.inference_mode():
+            return self.deployed(torch.from_numpy(images).to(self.device)).cpu().numpy()
 
 
 class OnnxPredictor:
-    """ONNX Runtime inference of a file written by ``scalp_ml.export``."""
+    """ONNX Runtime inference of a file written by ``scalp_ml.export``.
+
+    Attributes:
+        metadata: What the export recorded: input size, label names, data settings, source.
+    """
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -82,27 +72,31 @@ class OnnxPredictor:
         options.intra_op_num_threads = threads
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # ONNX Runtime raises its own untyped failures
+            raise ValueError(f"{path} is not a readable ONNX file: {error}") from error
         metadata = self.session.get_modelmeta().custom_metadata_map
-        if "scalp_ml" not in metadata:
+        if ONNX_METADATA_KEY not in metadata:
             raise ValueError(f"{path} is not an ONNX file written by scalp_ml.export")
-        self.metadata = json.loads(metadata["scalp_ml"])
-        self.preprocessing = Preprocessing.from_data(self.metadata)
+        self.metadata = json.loads(metadata[ONNX_METADATA_KEY])
+        self.data = self.metadata["data"]
+        self.image_size = input_size(self.metadata["image_size"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, 6, 4]``."""
-        return self.session.run(None, {self.input_name: images.numpy()})[0]
+        return self.session.run(None, {self.input_name: images})[0]
 
 
 def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
-    """An ONNX Runtime predictor for ``.onnx`` files, an eager one for checkpoints."""
-    return OnnxPredictor(path) if Path(path).suffix == ".onnx" else TorchPredictor(path, device)
+    """ONNX Runtime for ``.onnx`` files, eager PyTorch for checkpoints.
 
-
-def graded_batches(
-    predictor: Predictor, loader: DataLoader
-) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """Each batch of ``loader`` with its grade probabilities ``[B, 6, 4]``, with a progress bar."""
-    for batch in track(loader, total=len(loader), description="Grading"):
-        yield batch, predictor(batch["image"])
+    Raises:
+        FileNotFoundError: ``path`` names no file.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such file")
+    if Path(path).suffix == ".onnx":
+        return OnnxPredictor(path)
+    return CheckpointPredictor(path, device)

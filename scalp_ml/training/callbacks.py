@@ -35,14 +35,14 @@ class EpochSeed(L.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Reseeds the shuffling and the training transform for this epoch."""
+        """Reseeds the shuffling and the training augmentation for this epoch."""
         seed = self.seed + trainer.current_epoch
         loader = trainer.train_dataloader
         if isinstance(getattr(loader, "sampler", None), RandomSampler):
             loader.sampler.generator = torch.Generator().manual_seed(seed)
-        transform = getattr(getattr(loader, "dataset", None), "transform", None)
-        if hasattr(transform, "set_random_seed"):
-            transform.set_random_seed(seed)
+        augment = getattr(getattr(loader, "dataset", None), "augment", None)
+        if augment is not None:
+            augment.set_random_seed(seed)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int

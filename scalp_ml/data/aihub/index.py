@@ -23,7 +23,9 @@ import pandas as pd
 from omegaconf import DictConfig
 from rich.progress import track
 
+import scalp_ml.config
 from scalp_ml.atomic import atomic_write_text
+from scalp_ml.cli import run_command
 from scalp_ml.data.aihub.pairing import (
     MANIFEST_COLUMNS,
     TEXT_COLUMNS,
@@ -181,25 +183,30 @@ def _decode_problems(root: Path, locations: list[str]) -> list[str]:
     return problems
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="index")
+@hydra.main(version_base="1.3", config_path="../../../conf", config_name="index")
 def main(cfg: DictConfig) -> None:
     """Command-line entry: ``python -m scalp_ml.data.aihub.index data.root=...``."""
-    data = cfg.data
+    data = scalp_ml.config.plain(cfg.data)
     manifest = load_manifest(
-        data.root,
-        data.manifest_file,
-        data.verify_images,
-        data.on_conflict,
-        data.on_bad_image,
-        data.on_bad_label,
+        data["root"],
+        data["manifest_file"],
+        data["verify_images"],
+        data["on_conflict"],
+        data["on_bad_image"],
+        data["on_bad_label"],
     )
     log.info(
         "%d usable images in %d sessions; manifest %s",
         len(manifest),
         manifest["session"].nunique(),
-        data.manifest_file or default_manifest_path(data.root),
+        data["manifest_file"] or default_manifest_path(data["root"]),
     )
 
 
+def cli() -> None:
+    """Console script (and ``python -m``): the command, or its help with ``--help``."""
+    run_command(main, "index")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

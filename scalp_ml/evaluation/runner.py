@@ -1,0 +1,93 @@
+"""Grade splits through Lightning, score them and write the report: for train and evaluate alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from scalp_ml.atomic import atomic_write_text
+from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.metrics import GradingMetrics, majority_baseline
+from scalp_ml.evaluation.predictions import Predictions, predict_split
+from scalp_ml.evaluation.report import write_report
+from scalp_ml.training.wandb_media import log_results
+
+log = logging.getLogger(__name__)
+
+Results = dict[str, dict[str, torch.Tensor]]
+
+
+def score(predictions: Predictions) -> dict[str, torch.Tensor]:
+    """The study's metrics and the ordinal extras of one split's predictions."""
+    metrics = GradingMetrics(sync_on_compute=False)
+    metrics.update(torch.from_numpy(predictions.predicted), torch.from_numpy(predictions.grades))
+    return metrics.compute()
+
+
+def evaluate_splits(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: ScalpDataModule,
+    splits: Sequence[str],
+    out_dir: Path,
+    context: Mapping[str, Any],
+    ckpt_path: str | None = None,
+    metrics_csv: Path | None = None,
+) -> dict[str, float]:
+    """Grades each split (never augmented), scores it and writes the report into ``out_dir``.
+
+    Writes ``predictions_<split>.csv`` (per image: true and predicted grades, the four
+    probabilities of each indicator), ``report.md``, ``metrics.json`` and the figures; logs the
+    results to the trainer's W&B loggers. Under DDP every rank grades its share, and the first
+    process writes.
+
+    Args:
+        trainer: Runs the prediction loop.
+        module: The grader (a :class:`~scalp_ml.module.ScalpGrader` or an ONNX adapter).
+        datamodule: Set-up datamodule whose splits are graded.
+        splits: Names of the splits (``train``, ``val``, ``test``).
+        out_dir: Folder of the report.
+        context: What the numbers belong to (checkpoint, ...); split facts are added.
+        ckpt_path: Weights to load into ``module`` first.
+        metrics_csv: The training run's CSV log, for the learning curves.
+
+    Returns:
+        Scalar metrics keyed ``<split>/<metric>``.
+    """
+    predictions = {
+        split: predict_split(trainer, module, datamodule.dataloader(split), ckpt_path)
+        for split in splits
+    }
+    results: Results = {split: score(found) for split, found in predictions.items()}
+    if trainer.is_global_zero:
+        train_grades = torch.from_numpy(datamodule.datasets["train"].grades)
+        baseline = {
+            split: majority_baseline(train_grades, torch.from_numpy(found.grades))
+            for split, found in predictions.items()
+        }
+        context = {
+            **context,
+            "split_file": str(datamodule.split_file),
+            "split_strategy": datamodule.strategy,
+            "split_sha256": datamodule.split_sha256,
+            "images": {split: len(found.names) for split, found in predictions.items()},
+            "sessions": {split: len(set(found.sessions)) for split, found in predictions.items()},
+        }
+        for split, found in predictions.items():
+            atomic_write_text(
+                out_dir / f"predictions_{split}.csv", found.table().to_csv(index=False)
+            )
+        report = write_report(out_dir, results, baseline, context, metrics_csv)
+        log_results(trainer, results)
+        log.info("Report written to %s", report)
+    return {
+        f"{split}/{key}": float(value)
+        for split, values in results.items()
+        for key, value in values.items()
+        if value.ndim == 0
+    }

@@ -1,0 +1,132 @@
+"""Export a checkpoint to one self-describing file: ONNX (or TorchScript, deprecated upstream).
+
+The file maps letterboxed uint8 RGB images ``[B, 3, H, W]`` (any batch size) to grade
+probabilities ``[B, 6, 4]``: normalisation is inside, so a consumer only decodes and letterboxes
+(:func:`scalp_ml.data.images.letterbox`). The input size, label names and the data settings of
+training travel in its metadata. The export is checked against the checkpoint before it is
+written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import scalp_ml
+from scalp_ml.atomic import atomic_write_bytes
+from scalp_ml.data.images import input_size
+from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
+from scalp_ml.inference.predictors import ONNX_METADATA_KEY, OnnxPredictor
+from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-5  # largest allowed probability difference between export and checkpoint
+METADATA_FILE = "scalp_ml.json"  # TorchScript extra file holding the metadata
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
+    """What a consumer of the exported file needs to prepare inputs and read outputs."""
+    return {
+        "image_size": list(input_size(loaded.data["image_size"])),
+        "input": "RGB uint8 [batch, 3, height, width], letterboxed to image_size (aspect kept, "
+        "area-averaged, black padding centred); normalisation is inside the model",
+        "output": "probabilities [batch, indicator, grade]",
+        "indicators": [{"name": i.name, "korean": i.korean, "key": i.key} for i in INDICATORS],
+        "grades": list(GRADES),
+        "grades_korean": list(GRADES_KOREAN),
+        "checkpoint": loaded.path.name,
+        "model": dict(loaded.model.hparams),
+        "data": loaded.data,
+        "scalp_ml_version": scalp_ml.__version__,
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str, Any]) -> bytes:
+    """ONNX (dynamo exporter) with a dynamic batch axis, weights inside, metadata attached."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamic_shapes={"images": {0: batch}},
+        input_names=["images"],
+        output_names=["probabilities"],
+        external_data=False,
+        verbose=False,
+    )
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(metadata, ensure_ascii=False)
+    return proto.SerializeToString()
+
+
+def torchscript_bytes(
+    model: torch.nn.Module, example: torch.Tensor, metadata: dict[str, Any]
+) -> bytes:
+    """Traced TorchScript, metadata as an extra file (TorchScript is deprecated upstream)."""
+    traced = torch.jit.trace(model, example)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={METADATA_FILE: json.dumps(metadata)})
+    return buffer.getvalue()
+
+
+def exported_outputs(path: Path, images: torch.Tensor) -> np.ndarray:
+    """Runs an exported file (ONNX Runtime or TorchScript) on uint8 ``images``."""
+    if path.suffix == ".onnx":
+        return OnnxPredictor(path)(images.numpy())
+    with torch.inference_mode():
+        return torch.jit.load(str(path), map_location="cpu")(images).numpy()
+
+
+def random_images(count: int, image_size: tuple[int, int], seed: int) -> torch.Tensor:
+    """Seeded random uint8 images ``[count, 3, H, W]``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, *image_size), dtype=torch.uint8, generator=generator)
+
+
+def export(ckpt_path: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
+    """Exports a checkpoint and checks the file reproduces its probabilities.
+
+    Args:
+        ckpt_path: Training checkpoint.
+        format: ``onnx`` or ``torchscript``.
+        out: Output file; default: beside the checkpoint, ``.onnx`` or ``.pt``.
+
+    Returns:
+        The written file.
+
+    Raises:
+        ValueError: Unknown format, or the export disagrees with the checkpoint.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
+    write = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}[format]
+    suffix = FORMATS[format]
+    checkpoint = Path(ckpt_path)
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model.deployable().eval()
+    image_size = input_size(loaded.data["image_size"])
+    data = write(model, random_images(2, image_size, 0), export_metadata(loaded))
+    path = Path(out) if out else checkpoint.with_suffix(suffix)
+    staged = atomic_write_bytes(path.with_name(f".{path.name}.check{suffix}"), data)
+    try:
+        images = random_images(3, image_size, 1)
+        with torch.inference_mode():
+            expected = model(images).numpy()
+        difference = float(np.abs(exported_outputs(staged, images) - expected).max())
+        if difference > TOLERANCE:
+            raise ValueError(f"{format} export differs from {checkpoint} by {difference:.2e}")
+        staged.replace(path)
+    finally:
+        staged.unlink(missing_ok=True)
+    log.info("Wrote %s (max probability difference to the checkpoint %.1e)", path, difference)
+    return path

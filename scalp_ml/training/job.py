@@ -1,0 +1,161 @@
+"""One training job, as ``python -m scalp_ml.train`` runs it (see :mod:`scalp_ml.train`).
+
+Fits on the train split, keeps the checkpoint with the best validation macro-F1, grades the
+validation and test splits with it and writes the report into the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig
+
+from scalp_ml.config import plain
+from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.runner import evaluate_splits
+from scalp_ml.models.backbones import load_pretrained_weights
+from scalp_ml.module import ScalpGrader
+from scalp_ml.training.loggers import build_loggers, finish_wandb
+from scalp_ml.training.run_record import record_run
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Runs one training job from a composed config.
+
+    Returns:
+        Scalar validation and test metrics of the best checkpoint (``val/macro_f1``, ...).
+    """
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
+    datamodule = ScalpDataModule(**data_settings(cfg.data))
+    model = build_module(cfg)
+    if ckpt_path is None:  # a resumed run gets its weights from the checkpoint
+        load_pretrained_weights(
+            model.net.backbone, cfg.model.backbone, cfg.model.pretrained, cfg.model.weights
+        )
+    apply_speed_switches(model, cfg.speed)
+    loggers = build_loggers(cfg.logger, _sweep_group())
+    try:
+        trainer = L.Trainer(
+            **instantiate(cfg.trainer, _convert_="all"),
+            default_root_dir=run_dir,
+            callbacks=[instantiate(callback) for callback in cfg.callbacks.values()],
+            logger=loggers or False,
+        )
+        if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)
+            datamodule.prepare_data()
+        if trainer.is_global_zero:
+            record_run(_record_dir(run_dir, ckpt_path), cfg, datamodule.split_file)
+        for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
+            logger.log_hyperparams(plain(cfg))
+        return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir)
+    finally:
+        finish_wandb(loggers)
+
+
+def build_module(cfg: DictConfig) -> ScalpGrader:
+    """The LightningModule of the ``model``, ``optimizer`` and ``loss`` config groups."""
+    model, optimizer, loss = plain(cfg.model), plain(cfg.optimizer), plain(cfg.loss)
+    return ScalpGrader(
+        backbone=model["backbone"],
+        dropout=model["dropout"],
+        mean=model["mean"],
+        std=model["std"],
+        optimizer=optimizer["name"],
+        lr=optimizer["lr"],
+        weight_decay=optimizer["weight_decay"],
+        loss=loss["name"],
+        gamma=loss["gamma"],
+    )
+
+
+def data_settings(data: DictConfig) -> dict[str, Any]:
+    """The datamodule's arguments, with the data root made absolute.
+
+    Checkpoints store these settings, so ``evaluate`` finds the data from any folder.
+    """
+    settings = plain(data)
+    settings["root"] = str(Path(settings["root"]).expanduser().resolve())
+    return settings
+
+
+def _fit_and_evaluate(
+    trainer: L.Trainer,
+    model: ScalpGrader,
+    datamodule: ScalpDataModule,
+    ckpt_path: str | None,
+    run_dir: Path,
+) -> dict[str, float]:
+    """Fits, then grades val and test with the best checkpoint and writes the report."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as stop:  # CheckpointOnSigterm saved last.ckpt
+        raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best:
+        log.warning("No best checkpoint was saved; evaluating the weights as they are")
+    return evaluate_splits(
+        trainer,
+        model,
+        datamodule,
+        ("val", "test"),
+        run_dir,
+        {"checkpoint": best or "(none: final weights)"},
+        ckpt_path=best or None,
+        metrics_csv=run_dir / "metrics.csv",
+    )
+
+
+def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``last`` means ``last.ckpt`` of this run directory.
+
+    Raises:
+        FileNotFoundError: ``last`` was asked for and the run directory has no ``last.ckpt``.
+    """
+    if ckpt_path != "last":
+        return ckpt_path
+    last = checkpoint_dir / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path=last: no {last}. Pass the interrupted run's directory, e.g. "
+            "`python -m scalp_ml.train ckpt_path=last hydra.run.dir=outputs/<date>/<time>` "
+            "with the same overrides as the interrupted run."
+        )
+    log.info("Resuming from %s", last)
+    return str(last)
+
+
+def _record_dir(run_dir: Path, ckpt_path: str | None) -> Path:
+    """Where a run records itself: a resume gets ``resumes/<UTC time>/``, keeping the original."""
+    if ckpt_path is None or not (run_dir / "run_info.json").is_file():
+        return run_dir
+    return run_dir / "resumes" / datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S-%f")
+
+
+def apply_speed_switches(model: ScalpGrader, speed: DictConfig) -> None:
+    """Channels-last memory layout and ``torch.compile`` of the network, as configured."""
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if speed.compile:
+        model.net.compile()  # in place: state-dict keys (and checkpoints) stay the same
+
+
+def _sweep_group() -> str | None:
+    """Name shared by the jobs of one Hydra multirun (``None`` outside a multirun)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return "sweep-" + "_".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
