@@ -1,3 +1,4 @@
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 from scalp_ml.data.aihub.pairing import IMAGE_NAME
 from scalp_ml.data.synthetic import (
     GRADE_PROBABILITIES,
+    MARKER,
     SHOTS,
+    Lesions,
     generate,
     render_scalp,
     sample_person,
@@ -72,6 +75,13 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     assert contents(first) != contents(other)
 
 
+def test_default_lesions_render_the_images_of_before_the_lesion_options() -> None:
+    rng = np.random.default_rng(0)
+    image = render_scalp([3, 2, 3, 2, 3, 1], sample_person(rng), rng)
+    digest = hashlib.sha256(image.tobytes()).hexdigest()  # taken before the options existed
+    assert digest == "2c10f5ace7290ad827e7f946ae7b2413b4c27d47134aee2ea3e858b29ae08809"
+
+
 def test_complete_dataset_is_reused_and_foreign_folder_refused(tmp_path: Path) -> None:
     root = generate(tmp_path / "data", n_images=3, seed=0, workers=1)
     image = next(root.rglob("*.jpg"))
@@ -86,13 +96,37 @@ def test_complete_dataset_is_reused_and_foreign_folder_refused(tmp_path: Path) -
     assert (foreign / "keep.txt").exists()
 
 
-def _render_mean(grades: list[int], measure) -> float:
-    values = []
-    for seed in range(3):
-        rng = np.random.default_rng(seed)
-        person = sample_person(rng)
-        values.append(measure(render_scalp(grades, person, rng).astype(float)))
-    return float(np.mean(values))
+def test_other_lesion_options_regenerate_the_dataset(tmp_path: Path) -> None:
+    def images(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.jpg")}
+
+    root = generate(tmp_path / "data", n_images=2, seed=0, workers=1)
+    standard = images(root)
+    generate(root, n_images=2, seed=0, workers=1, lesion_scale=0.6, lesion_contrast=0.5)
+    hard = images(root)
+    assert hard.keys() == standard.keys() and hard != standard
+    marker = json.loads((root / MARKER).read_text())
+    assert (marker["lesion_scale"], marker["lesion_contrast"]) == (0.6, 0.5)
+
+
+def test_lesion_options_out_of_range_are_refused() -> None:
+    for scale, contrast in ((0.0, 1.0), (1.0, 1.5), (1.0, -0.1)):
+        with pytest.raises(ValueError, match="lesion scale"):
+            Lesions(scale, contrast)
+
+
+STANDARD = Lesions()
+HARD = Lesions(scale=0.6, contrast=0.5)
+
+
+def _render(grades: list[int], seed: int, lesions: Lesions = STANDARD) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    person = sample_person(rng)
+    return render_scalp(grades, person, rng, lesions).astype(float)
+
+
+def _render_mean(grades: list[int], measure, lesions: Lesions = STANDARD) -> float:
+    return float(np.mean([measure(_render(grades, seed, lesions)) for seed in range(3)]))
 
 
 BASE = [0, 1, 1, 0, 0, 0]
@@ -115,3 +149,37 @@ def test_each_indicator_has_a_visual_cue_that_grows_with_its_grade(indicator: in
         grades[indicator] = grade
         strengths.append(_render_mean(grades, CUES[indicator]))
     assert strengths[0] < strengths[1] < strengths[2], strengths
+
+
+def _evidence(grades: list[int]) -> tuple[float, float]:
+    """Mean pixel change the cues make, standard and hard, against the scene without any cue."""
+    scene = _render(grades, 0, Lesions(contrast=0.0))
+    standard, hard = (
+        np.abs(_render(grades, 0, lesions) - scene).mean() for lesions in (STANDARD, HARD)
+    )
+    return float(standard), float(hard)
+
+
+# Hair loss is left out: its grade changes which follicles bear hair, so the scene (see below).
+# Lesion areas shrink by about scale² = 0.36 on top of the contrast; the sheen has no size.
+@pytest.mark.parametrize(
+    ("indicator", "shrink"), [(0, 0.5), (1, 1.0), (2, 0.5), (3, 0.5), (4, 0.5)]
+)
+def test_smaller_fainter_lesions_weaken_each_cue_but_keep_it_growing(
+    indicator: int, shrink: float
+) -> None:
+    grades = np.zeros((3, 6), int)
+    grades[:, indicator] = (1, 2, 3)
+    standard, hard = np.array([_evidence(list(row)) for row in grades]).T
+    assert 0 < hard[0] < hard[1] < hard[2], hard
+    # Measured hard / standard: 0.14 to 0.22, the sheen 0.50 (1.02: rounding to uint8).
+    assert (hard <= 1.02 * HARD.contrast * shrink * standard).all(), (hard, standard)
+
+
+def test_fainter_hair_loss_leaves_more_hair() -> None:
+    severe = [0, 0, 0, 0, 0, 3]
+    none, hard, standard = (
+        _render_mean(grades, CUES[5], lesions)
+        for grades, lesions in (([0] * 6, STANDARD), (severe, HARD), (severe, STANDARD))
+    )
+    assert none < hard < standard, (none, hard, standard)

@@ -6,7 +6,8 @@ whose strength rises with the grade (specks, sheen, redness, pustules, flakes, h
 
 Run: ``python -m scalp_ml.data.synthetic out_dir=data/synthetic n_images=2000``; add
 ``archives=true`` to get the download as it comes: one zip archive per condition folder, member
-names in CP949 without the zip's UTF-8 flag, as Korean Windows tools write them.
+names in CP949 without the zip's UTF-8 flag, as Korean Windows tools write them. Add
+``lesion_scale=0.6 lesion_contrast=0.5`` for a harder set with smaller, fainter lesions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -50,6 +52,25 @@ REDNESS = ((0.0, 0.0), (0.3, 0.35), (0.55, 0.5), (0.8, 0.68))  # erythema: (cove
 PUSTULES = (0, 4, 10, 20)  # follicular erythema / pustules: red rings with yellow centres
 FLAKES = (0, 6, 14, 28)  # dandruff: large white flakes
 HAIRED_FOLLICLES = (0.95, 0.68, 0.42, 0.18)  # hair loss: share of follicles that bear hair
+
+
+@dataclass(frozen=True)
+class Lesions:
+    """How visible the evidence of every grade is; the defaults render the standard set.
+
+    Attributes:
+        scale: Size multiplier of specks, pustules, flakes and red blotches (> 0).
+        contrast: Moves each cue from its grade's strength towards grade 0 (no evidence):
+            the opacity of specks, sheen, redness, pustules and flakes against the skin, and
+            the hair lost, are multiplied by it (0 to 1).
+    """
+
+    scale: float = 1.0
+    contrast: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0 or not 0 <= self.contrast <= 1:
+            raise ValueError(f"need lesion scale > 0 and 0 <= contrast <= 1, got {self}")
 
 
 @dataclass(frozen=True)
@@ -87,23 +108,36 @@ def _draw_grades(rng: np.random.Generator, n: int) -> np.ndarray:
     return (draws > cumulative[None, :, :-1]).sum(axis=2)
 
 
-def render_scalp(grades: Sequence[int], person: Person, rng: np.random.Generator) -> np.ndarray:
-    """Renders one 640x480 RGB scalp close-up (uint8) showing the six ``grades``."""
+def render_scalp(
+    grades: Sequence[int],
+    person: Person,
+    rng: np.random.Generator,
+    lesions: Lesions = Lesions(),
+) -> np.ndarray:
+    """Renders one 640x480 RGB scalp close-up (uint8) showing the six ``grades``.
+
+    ``lesions`` changes sizes and opacities, not the random draws, so one seed shows the same
+    scene at every lesion setting unless hair loss is graded above 0 (its hair differs).
+    """
     microkeratin, sebum, erythema, pustule, dandruff, hair_loss = (int(g) for g in grades)
+    scale, contrast = lesions.scale, lesions.contrast
     image = person.skin * (1 + 0.10 * _smooth_noise(rng, 24)[..., None] - 0.05)
     image += rng.normal(0, 0.025, (HEIGHT, WIDTH, 1))
     coverage, strength = REDNESS[erythema]
     if coverage:
-        blotches = np.clip((_smooth_noise(rng, 48) - (1 - coverage)) * 4, 0, 1)
-        _blend(image, blotches * strength, (0.86, 0.22, 0.24))
+        # A higher threshold of the same noise leaves smaller islands of redness.
+        blotches = np.clip((_smooth_noise(rng, 48) - (1 - coverage * scale)) * 4, 0, 1)
+        _blend(image, blotches * (strength * contrast), (0.86, 0.22, 0.24))
     follicles = _follicle_positions(rng)
-    _draw_follicles(image, follicles, rng, HAIRED_FOLLICLES[hair_loss], person)
-    _draw_pustules(image, follicles, rng, PUSTULES[pustule])
+    # Exact at contrast 1, where the hair drawn is the table's.
+    haired = HAIRED_FOLLICLES[0] * (1 - contrast) + HAIRED_FOLLICLES[hair_loss] * contrast
+    _draw_follicles(image, follicles, rng, haired, person)
+    _draw_pustules(image, follicles, rng, PUSTULES[pustule], lesions)
     if SHEEN[sebum]:
         sheen = np.clip((_smooth_noise(rng, 40) - 0.35) * 2.5, 0, 1)
-        _blend(image, sheen * SHEEN[sebum], (1.0, 0.96, 0.78))
-    _draw_specks(image, rng, SPECKS[microkeratin])
-    _draw_flakes(image, rng, FLAKES[dandruff])
+        _blend(image, sheen * (SHEEN[sebum] * contrast), (1.0, 0.96, 0.78))
+    _draw_specks(image, rng, SPECKS[microkeratin], lesions)
+    _draw_flakes(image, rng, FLAKES[dandruff], lesions)
     return _light_and_quantise(image, rng)
 
 
@@ -152,45 +186,56 @@ def _draw_follicles(
     _blend(image, hair * 0.92, person.hair_color)
 
 
+def _pixels(length: float, scale: float) -> int:
+    """A length in whole pixels after scaling, at least one."""
+    return max(1, round(length * scale))
+
+
 def _draw_pustules(
-    image: np.ndarray, follicles: np.ndarray, rng: np.random.Generator, count: int
+    image: np.ndarray,
+    follicles: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    lesions: Lesions,
 ) -> None:
     if not count:
         return
+    scale, contrast = lesions.scale, lesions.contrast
     halo = np.zeros((HEIGHT, WIDTH), np.float32)
     ring = np.zeros_like(halo)
     core = np.zeros_like(halo)
     for index in rng.choice(len(follicles), size=min(count, len(follicles)), replace=False):
         centre = tuple(int(v) for v in follicles[index])
         radius = int(rng.integers(12, 18))
-        cv2.circle(halo, centre, radius + 6, 1.0, -1)
-        cv2.circle(ring, centre, radius, 1.0, 5)
-        cv2.circle(core, centre, int(rng.integers(5, 9)), 1.0, -1)
-    _blend(image, cv2.GaussianBlur(halo, (0, 0), 4) * 0.45, (0.9, 0.3, 0.3))
-    _blend(image, ring * 0.85, (0.78, 0.12, 0.14))
-    _blend(image, core * 0.95, (0.98, 0.93, 0.62))
+        cv2.circle(halo, centre, _pixels(radius + 6, scale), 1.0, -1)
+        cv2.circle(ring, centre, _pixels(radius, scale), 1.0, _pixels(5, scale))
+        cv2.circle(core, centre, _pixels(int(rng.integers(5, 9)), scale), 1.0, -1)
+    _blend(image, cv2.GaussianBlur(halo, (0, 0), 4 * scale) * (0.45 * contrast), (0.9, 0.3, 0.3))
+    _blend(image, ring * (0.85 * contrast), (0.78, 0.12, 0.14))
+    _blend(image, core * (0.95 * contrast), (0.98, 0.93, 0.62))
 
 
-def _draw_specks(image: np.ndarray, rng: np.random.Generator, count: int) -> None:
+def _draw_specks(image: np.ndarray, rng: np.random.Generator, count: int, lesions: Lesions) -> None:
     """Fine greyish scale in clusters of about 25 specks: dull grey patches when downscaled."""
     specks = np.zeros((HEIGHT, WIDTH), np.float32)
     centres = rng.uniform((0, 0), (WIDTH, HEIGHT), (max(count // 25, 1), 2))
     points = centres[rng.integers(len(centres), size=count)] + rng.normal(0, 11, (count, 2))
     for x, y in points.astype(int):
-        cv2.circle(specks, (int(x), int(y)), int(rng.integers(2, 5)), 1.0, -1)
-    _blend(image, np.minimum(specks, 1) * 0.8, (0.8, 0.8, 0.79))
+        radius = _pixels(int(rng.integers(2, 5)), lesions.scale)
+        cv2.circle(specks, (int(x), int(y)), radius, 1.0, -1)
+    _blend(image, np.minimum(specks, 1) * (0.8 * lesions.contrast), (0.8, 0.8, 0.79))
 
 
-def _draw_flakes(image: np.ndarray, rng: np.random.Generator, count: int) -> None:
+def _draw_flakes(image: np.ndarray, rng: np.random.Generator, count: int, lesions: Lesions) -> None:
     flakes = np.zeros((HEIGHT, WIDTH), np.float32)
     for _ in range(count):
         centre = rng.uniform((0, 0), (WIDTH, HEIGHT))
-        size = rng.uniform(12, 32)
+        size = rng.uniform(12, 32) * lesions.scale
         angles = np.sort(rng.uniform(0, 2 * np.pi, 7))
         radii = size * rng.uniform(0.5, 1.0, 7)
         polygon = centre + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
         cv2.fillPoly(flakes, [polygon.astype(np.int32)], 1.0)
-    _blend(image, flakes * 0.92, (0.98, 0.97, 0.92))
+    _blend(image, flakes * (0.92 * lesions.contrast), (0.98, 0.97, 0.92))
 
 
 def _light_and_quantise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -302,6 +347,8 @@ def generate(
     jpeg_quality: int = 92,
     workers: int = 0,
     archives: bool = False,
+    lesion_scale: float = 1.0,
+    lesion_contrast: float = 1.0,
 ) -> Path:
     """Writes a synthetic AI Hub-style dataset of ``n_images`` distinct images.
 
@@ -318,11 +365,14 @@ def generate(
         jpeg_quality: JPEG quality of the written images.
         workers: Processes rendering in parallel; 0 uses every available core.
         archives: Pack each condition folder into a zip archive, as the download comes.
+        lesion_scale: Size multiplier of the lesions (see :class:`Lesions`).
+        lesion_contrast: Opacity multiplier of every cue against the skin (see :class:`Lesions`).
 
     Returns:
         The dataset root.
     """
     root = Path(out_dir)
+    lesions = Lesions(lesion_scale, lesion_contrast)
     params = {
         "generator_version": GENERATOR_VERSION,
         "n_images": n_images,
@@ -331,6 +381,8 @@ def generate(
         "duplicate_fraction": duplicate_fraction,
         "jpeg_quality": jpeg_quality,
         "archives": archives,
+        "lesion_scale": lesion_scale,
+        "lesion_contrast": lesion_contrast,
     }
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == params:
@@ -341,15 +393,15 @@ def generate(
     (root / IN_PROGRESS).touch()
     plans = plan_sessions(n_images, seed, validation_fraction)
     workers = workers or len(os.sched_getaffinity(0))
+    write = partial(
+        write_session,
+        out_dir=root,
+        duplicate_fraction=duplicate_fraction,
+        quality=jpeg_quality,
+        render=partial(render_scalp, lesions=lesions),
+    )
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = pool.map(
-            write_session,
-            plans,
-            [root] * len(plans),
-            [duplicate_fraction] * len(plans),
-            [jpeg_quality] * len(plans),
-            chunksize=8,
-        )
+        jobs = pool.map(write, plans, chunksize=8)
         files = sum(track(jobs, total=len(plans), description=f"Rendering {n_images} images"))
     if archives:
         pack_archives(root)
