@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from coral_pytorch.losses import corn_loss
 
-from scalp_ml.data.synthetic import STUDY_GRADE_COUNTS
 from scalp_ml.models.losses import FocalLoss, build_loss, class_balanced_weights, grade_priors
+from scalp_ml.reference import GRADE_COUNTS
 
 
 def test_matches_the_focal_formula_on_hand_built_logits() -> None:
@@ -41,7 +41,7 @@ def test_negative_gamma_is_refused() -> None:
 
 
 # Training-split grade counts [6, 4]: the study's, with pustule grade 3 absent.
-COUNTS = STUDY_GRADE_COUNTS.copy()
+COUNTS = GRADE_COUNTS.copy()
 COUNTS[3, 3] = 0
 ALL_PRESENT = COUNTS + 1
 
