@@ -1,9 +1,10 @@
 """Paired comparison of two models on one split: ``python -m scalp_ml.compare A B``.
 
-A and B are evaluation directories holding ``predictions_<split>.csv`` (and ``metrics.json``)
-or prediction CSV files (``metrics.json`` is then looked for beside them). The report gives
-both models' macro-F1 (overall and per indicator), Hamming accuracy and kappa, and the
-difference B - A with its paired session-bootstrap 95 % interval and two-sided p-value.
+A and B are training run or evaluation directories holding ``predictions_<split>.csv`` (and
+``metrics.json``), or prediction CSV files (``metrics.json`` is then looked for beside them).
+The report gives both models' macro-F1 (overall and per indicator), Hamming accuracy and
+kappa, and the difference B - A with its paired session-bootstrap 95 % interval and two-sided
+p-value.
 Comparisons across different splits are refused. Deliberately free of torch: it starts fast.
 """
 
@@ -228,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             type=Path,
             metavar=name.upper(),
-            help="evaluation directory (holding predictions_<split>.csv) or predictions CSV",
+            help="training run or evaluation directory (holding predictions_<split>.csv), or "
+            "predictions CSV",
         )
     parser.add_argument("--split", default="test", help="split of a directory's predictions")
     parser.add_argument("--resamples", type=_positive, default=1000, help="bootstrap resamples")

@@ -149,6 +149,16 @@ class LossConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """The ``evaluation`` group: see :class:`scalp_ml.evaluation.evidence.EvidenceSettings`."""
+
+    resamples: int = MISSING
+    seed: int = MISSING
+    level: float = MISSING
+    collapse_margin: float = MISSING
+
+
+@dataclass
 class EvalConfig:
     """``python -m scalp_ml.evaluate``."""
 
@@ -159,6 +169,7 @@ class EvalConfig:
     batch_size: int | None = None
     num_workers: int | None = None
     out_dir: str = MISSING
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 @dataclass
@@ -190,6 +201,7 @@ def register() -> None:
     store.store(group="model", name="schema", node=ModelConfig)
     store.store(group="optimizer", name="schema", node=OptimizerConfig)
     store.store(group="loss", name="schema", node=LossConfig)
+    store.store(group="evaluation", name="schema", node=EvaluationConfig)
     store.store(name="eval_schema", node=EvalConfig)
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="export_schema", node=ExportConfig)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
 
+from scalp_ml.evaluation.collapse import single_grade_heads
 from scalp_ml.evaluation.metrics import GradingMetrics
 from scalp_ml.evaluation.predictions import prediction_outputs
-from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
+from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATOR_NAMES, INDICATORS
 from scalp_ml.models.losses import FocalLoss
 from scalp_ml.models.migration import CHECKPOINT_VERSION, VERSION_KEY, migrate
 from scalp_ml.models.network import GradeProbabilities, GradingNetwork
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW}
 LOSSES = ("focal",)
@@ -89,13 +93,31 @@ class ScalpGrader(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.val_metrics.update(logits, batch["grades"])
 
+    def setup(self, stage: str) -> None:
+        """Forgets which heads were collapsed (see :meth:`on_validation_epoch_end`)."""
+        self._collapsed_heads: set[str] = set()
+
     def on_validation_epoch_end(self) -> None:
-        """Logs validation metrics (``val/macro_f1`` is the monitored one)."""
+        """Logs validation metrics (``val/macro_f1`` is the monitored one).
+
+        ``val/collapsed_heads`` counts the heads that predicted one grade for every validation
+        image; a warning names each head when it collapses (not again while it stays so).
+        """
         results = self.val_metrics.compute()
         self.val_metrics.reset()
         scalars = {f"val/{key}": value for key, value in results.items() if value.ndim == 0}
         self.log("val/macro_f1", scalars.pop("val/macro_f1"), prog_bar=True)
         self.log_dict(scalars)
+        predicted = [results[f"confusion/{name}"].sum(dim=0).cpu() for name in INDICATOR_NAMES]
+        collapsed = single_grade_heads(torch.stack(predicted).numpy())
+        self.log("val/collapsed_heads", float(len(collapsed)))
+        if self.trainer.sanity_checking:
+            return
+        for name, reason in collapsed.items():
+            if name not in self._collapsed_heads and self.trainer.is_global_zero:
+                epoch = self.current_epoch
+                log.warning("Head %s collapsed at epoch %d: %s (validation)", name, epoch, reason)
+        self._collapsed_heads = set(collapsed)
 
     def predict_step(self, batch: dict[str, Any], batch_index: int) -> dict[str, Any]:
         """Grade probabilities of a batch, with its names (and true grades, if it has them)."""

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,28 @@ def test_importing_compare_does_not_import_torch() -> None:
         check=True,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_training_run_compared_with_itself_differs_by_nothing(demo_run) -> None:
+    run_dir, _ = demo_run
+    run = load_predictions(run_dir, "test")
+    result = compare(run, run, 200, 0)
+    context = json.loads((run_dir / "metrics.json").read_text())["context"]
+    assert result["images"] == context["images"]["test"]
+    for key in ("macro_f1", "hamming_acc", *(f"macro_f1/{name}" for name in INDICATOR_NAMES)):
+        numbers = result["metrics"][key]
+        assert numbers["difference"] == numbers["low"] == numbers["high"] == 0, key
+        assert numbers["p_value"] == 1, key
+
+
+def test_a_run_and_predictions_from_another_split_are_refused(demo_run, tmp_path, capsys) -> None:
+    run_dir, _ = demo_run
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    shutil.copy(run_dir / "predictions_test.csv", tampered)
+    document = json.loads((run_dir / "metrics.json").read_text())
+    document["context"]["split_sha256"] = "0" * 64
+    (tampered / "metrics.json").write_text(json.dumps(document))
+    assert main([str(run_dir), str(tampered), "--resamples", "50"]) == 2
+    error = capsys.readouterr().err
+    assert "different splits" in error and str(tampered) in error

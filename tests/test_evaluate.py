@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_recall_fscore_support
 
+from scalp_ml.compare import compare, load_predictions
 from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.evaluation.command import evaluate
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
@@ -122,6 +123,21 @@ def test_predictions_hold_the_probabilities_and_sessions(evaluation: tuple[Path,
         assert (probabilities.argmax(axis=1) == table[f"{name}_predicted"]).all()
     document = json.loads((out_dir / "metrics.json").read_text())
     assert document["context"]["sessions"]["test"] == table["session"].nunique()
+
+
+def test_compare_takes_an_evaluation_and_a_training_run(
+    evaluation: tuple[Path, dict], demo_run: tuple[Path, dict]
+) -> None:
+    out_dir, _ = evaluation
+    document = json.loads((out_dir / "metrics.json").read_text())
+    assert set(document["intervals"]) == set(document["collapsed"]) == {"test"}
+    assert document["context"]["bootstrap"]["unit"] == "session"
+    # The run graded its test split with the same best checkpoint: nothing differs.
+    run, evaluated = (load_predictions(path, "test") for path in (demo_run[0], out_dir))
+    result = compare(run, evaluated, 100, 0)
+    assert result["images"] == document["context"]["images"]["test"]
+    assert all(numbers["difference"] in (0, None) for numbers in result["metrics"].values())
+    assert result["metrics"]["macro_f1"]["p_value"] == 1
 
 
 def test_the_onnx_export_scores_like_its_checkpoint(

@@ -31,6 +31,9 @@ def test_offline_wandb_run_holds_config_metrics_and_media(
     (records,) = run.glob("run-*.wandb")
     raw = records.read_bytes()
     keys = ["val/macro_f1", "test/macro_f1", *(f"val/macro_f1/{n}" for n in INDICATOR_NAMES)]
+    # Uncertainty and collapsed heads: per epoch (val/collapsed_heads) and in the summary.
+    keys += ["val/collapsed_heads", "test/macro_f1_ci_low", "test/hamming_acc_ci_high"]
+    keys += ["test/macro_f1/dandruff_ci_low", "test/collapsed_heads", "test/collapsed_indicators"]
     artifact = "model-" + run.name.rsplit("-", 1)[1]  # the best checkpoint, for `wandb sync`
     for key in [*keys, "test_efficientnet", "test_tag", artifact]:  # metrics, config, tags
         assert key.encode() in raw, key

@@ -6,7 +6,26 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scalp_ml.labels import GRADES, INDICATOR_NAMES
+from scalp_ml.labels import GRADES, INDICATOR_NAMES, NUM_GRADES
+
+
+def single_grade_heads(predicted_counts: np.ndarray) -> dict[str, str]:
+    """The heads whose predictions all fall on one grade, and why.
+
+    Args:
+        predicted_counts: How often each grade was predicted, ``[6, 4]`` (the column sums of
+            each indicator's confusion matrix).
+
+    Returns:
+        The reason per such indicator name; empty when every head predicts two grades or more
+        (or nothing was graded).
+    """
+    counts = np.asarray(predicted_counts)
+    return {
+        name: f"predicts grade {GRADES[int(np.flatnonzero(row)[0])]} for every image"
+        for name, row in zip(INDICATOR_NAMES, counts, strict=True)
+        if np.count_nonzero(row) == 1
+    }
 
 
 def collapsed_heads(
@@ -27,14 +46,16 @@ def collapsed_heads(
         margin: How far above the baseline a head must score to count as learning.
 
     Returns:
-        The reason per collapsed indicator name; empty when no head collapsed.
+        The reason per collapsed indicator name, in indicator order; empty when no head
+        collapsed.
     """
+    counts = [np.bincount(column, minlength=NUM_GRADES) for column in np.asarray(predicted).T]
+    single = single_grade_heads(np.stack(counts))
     reasons = {}
-    for index, name in enumerate(INDICATOR_NAMES):
-        grades = np.unique(predicted[:, index])
+    for name in INDICATOR_NAMES:
         score, baseline = macro_f1[name], majority_macro_f1[name]
-        if len(grades) == 1:
-            reasons[name] = f"predicts grade {GRADES[grades[0]]} for every image"
+        if name in single:
+            reasons[name] = single[name]
         elif score - baseline <= margin:
             reasons[name] = (
                 f"macro-F1 {score:.3f} is within {margin} of (or below) the majority-grade "

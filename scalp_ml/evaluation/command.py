@@ -9,7 +9,9 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig
 
+from scalp_ml.config import plain
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.evidence import EvidenceSettings
 from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.onnx_grader import OnnxGrader
 from scalp_ml.inference.predictors import CheckpointPredictor, OnnxPredictor, load_predictor
@@ -49,6 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         Path(cfg.out_dir),
         {"checkpoint": str(checkpoint)},
         metrics_csv=_training_log(checkpoint),
+        settings=EvidenceSettings(**plain(cfg.evaluation)),
     )
 
 

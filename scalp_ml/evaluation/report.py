@@ -1,9 +1,11 @@
-"""The evaluation report: Table 2 layout, baseline, per-grade detail, figures, metrics.json."""
+"""The evaluation report: Table 2 with intervals and collapse flags, detail, figures, JSON."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import pandas as pd
 import torch
 
 from scalp_ml.atomic import atomic_write_text, save_figure
+from scalp_ml.evaluation.bootstrap import Interval
+from scalp_ml.evaluation.evidence import Evidence
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
 from scalp_ml.reference import MACRO_F1, OVERALL_MACRO_F1, TEST_HAMMING_ACCURACY
@@ -27,29 +31,54 @@ def metrics_json(results: Results) -> dict[str, dict[str, Any]]:
     }
 
 
-def table2_markdown(results: Results, baseline: Results) -> str:
-    """Per-indicator macro-F1 beside the study's and the majority baseline's (Table 2 layout)."""
+def table2_markdown(results: Results, baseline: Results, evidence: Evidence) -> str:
+    """Per-indicator macro-F1 beside the study's and the majority baseline's (Table 2 layout).
+
+    Our numbers carry their intervals; the last column flags collapsed heads.
+    """
     stages = [stage for stage in ("val", "test") if stage in results]
     columns = [f"{stage} {who}" for stage in stages for who in ("(ours)", "(study)", "(majority)")]
+    columns.append("flags")
     lines = ["| indicator | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
     for name in (*INDICATOR_NAMES, "overall"):
         key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
         cells = []
         for stage in stages:
             study = OVERALL_MACRO_F1[stage] if name == "overall" else MACRO_F1[stage][name]
-            cells += [_number(results[stage][key]), f"{study:.3f}", _number(baseline[stage][key])]
+            ours = _with_interval(results[stage][key], evidence.intervals[stage].get(key))
+            cells += [ours, f"{study:.3f}", _number(baseline[stage][key])]
+        flags = [
+            f"⚠ collapsed ({stage}): {evidence.collapsed[stage][name]}"
+            for stage in results
+            if name in evidence.collapsed[stage]
+        ]
+        cells.append("; ".join(flags))
         label = f"**{name}**" if name == "overall" else name
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def summary_markdown(results: Results, baseline: Results) -> str:
-    """Overall metrics per stage, the model's beside the majority baseline's."""
+def legend_markdown(evidence: Evidence) -> str:
+    """What the brackets and the collapse flags mean."""
+    settings = evidence.settings
+    return (
+        f"Brackets: {settings.level:.0%} confidence interval, percentile bootstrap over capture "
+        f"sessions ({settings.resamples} resamples, seed {settings.seed}). "
+        "⚠ collapsed: the head predicts one grade for every image, or its macro-F1 is within "
+        f"{settings.collapse_margin} of (or below) the majority-grade baseline's."
+    )
+
+
+def summary_markdown(results: Results, baseline: Results, evidence: Evidence) -> str:
+    """Overall metrics per stage (with their intervals), beside the majority baseline's."""
     stages = list(results)
     columns = [f"{stage} {who}" for stage in stages for who in ("(ours)", "(majority)")]
     lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
     for key in SUMMARY_KEYS:
-        cells = [_number(src[stage][key]) for stage in stages for src in (results, baseline)]
+        cells = []
+        for stage in stages:
+            ours = _with_interval(results[stage][key], evidence.intervals[stage].get(key))
+            cells += [ours, _number(baseline[stage][key])]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,6 +104,16 @@ def detail_markdown(values: Mapping[str, torch.Tensor]) -> str:
 
 def _number(value: torch.Tensor | float) -> str:
     return f"{float(value):.3f}"
+
+
+def _with_interval(value: torch.Tensor | float, interval: Interval | None) -> str:
+    """``0.523 [0.48, 0.56]``: a value and its interval (the value alone without one)."""
+    return _number(value) if interval is None else f"{_number(value)} {_brackets(interval)}"
+
+
+def _brackets(interval: Interval) -> str:
+    low, high = ("n/a" if math.isnan(v) else f"{v:.2f}" for v in (interval.low, interval.high))
+    return f"[{low}, {high}]"
 
 
 def confusion_figure(results: Mapping[str, torch.Tensor], title: str) -> plt.Figure:
@@ -124,15 +163,21 @@ def write_report(
     out_dir: Path,
     results: Results,
     baseline: Results,
+    evidence: Evidence,
     context: Mapping[str, Any],
     metrics_csv: Path | None = None,
 ) -> Path:
     """Writes ``report.md``, ``metrics.json``, ``confusion_<stage>.png`` (and learning curves).
 
+    ``metrics.json`` holds ``context``, each stage's metrics, ``majority_baseline``,
+    ``intervals`` (per stage and key: ``estimate``, ``low``, ``high``) and ``collapsed`` (per
+    stage: the reason per collapsed indicator).
+
     Args:
         out_dir: Folder of the report.
         results: Per stage (``val``, ``test``), the output of ``GradingMetrics.compute``.
         baseline: The same for the majority-grade baseline on the same images.
+        evidence: Each stage's bootstrap intervals and collapsed heads.
         context: What the numbers belong to: checkpoint, split file, strategy, image counts.
         metrics_csv: Lightning's CSV log of the training run, for the learning curves.
 
@@ -141,6 +186,11 @@ def write_report(
     """
     document = {"context": dict(context)} | metrics_json(results)
     document["majority_baseline"] = metrics_json(baseline)
+    document["intervals"] = {
+        stage: {key: asdict(interval) for key, interval in intervals.items()}
+        for stage, intervals in evidence.intervals.items()
+    }
+    document["collapsed"] = evidence.collapsed
     atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2))
     for stage, values in results.items():
         save_figure(
@@ -151,14 +201,16 @@ def write_report(
         "# scalp_ml evaluation report",
         "\n".join(f"- {key}: `{value}`" for key, value in context.items()),
         "## Macro-F1 per indicator (study's Table 2 layout)",
-        table2_markdown(results, baseline),
+        table2_markdown(results, baseline, evidence),
+        legend_markdown(evidence),
         "## Overall",
-        summary_markdown(results, baseline),
+        summary_markdown(results, baseline, evidence),
     ]
     if "test" in results:
-        hamming = float(results["test"]["hamming_acc"])
+        hamming = _number(results["test"]["hamming_acc"])
+        interval = _brackets(evidence.intervals["test"]["hamming_acc"])
         sections.append(
-            f"Test Hamming accuracy: **{hamming:.3f}** (study: {TEST_HAMMING_ACCURACY})."
+            f"Test Hamming accuracy: **{hamming}** {interval} (study: {TEST_HAMMING_ACCURACY})."
         )
     for stage, values in results.items():
         sections += [f"## Per grade ({stage})", detail_markdown(values)]

@@ -12,6 +12,7 @@ import torch
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.evidence import EvidenceSettings, gather_evidence
 from scalp_ml.evaluation.metrics import GradingMetrics, majority_baseline
 from scalp_ml.evaluation.predictions import Predictions, predict_split
 from scalp_ml.evaluation.report import write_report
@@ -36,6 +37,7 @@ def evaluate_splits(
     splits: Sequence[str],
     out_dir: Path,
     context: Mapping[str, Any],
+    settings: EvidenceSettings,
     ckpt_path: str | None = None,
     metrics_csv: Path | None = None,
 ) -> dict[str, float]:
@@ -43,8 +45,10 @@ def evaluate_splits(
 
     Writes ``predictions_<split>.csv`` (per image: true and predicted grades, the four
     probabilities of each indicator), ``report.md``, ``metrics.json`` and the figures; logs the
-    results to the trainer's W&B loggers. Under DDP every rank grades its share, and the first
-    process writes.
+    results to the trainer's W&B loggers. Every number comes with its session-bootstrap
+    interval, and heads that predict one grade only, or score within
+    ``settings.collapse_margin`` of the majority-grade baseline, are flagged (and logged as
+    warnings). Under DDP every rank grades its share, and the first process writes.
 
     Args:
         trainer: Runs the prediction loop.
@@ -53,6 +57,7 @@ def evaluate_splits(
         splits: Names of the splits (``train``, ``val``, ``test``).
         out_dir: Folder of the report.
         context: What the numbers belong to (checkpoint, ...); split facts are added.
+        settings: Bootstrap resamples, seed and level, and the collapse margin.
         ckpt_path: Weights to load into ``module`` first.
         metrics_csv: The training run's CSV log, for the learning curves.
 
@@ -77,13 +82,15 @@ def evaluate_splits(
             "split_sha256": datamodule.split_sha256,
             "images": {split: len(found.names) for split, found in predictions.items()},
             "sessions": {split: len(set(found.sessions)) for split, found in predictions.items()},
+            "bootstrap": settings.context(),
         }
         for split, found in predictions.items():
             atomic_write_text(
                 out_dir / f"predictions_{split}.csv", found.table().to_csv(index=False)
             )
-        report = write_report(out_dir, results, baseline, context, metrics_csv)
-        log_results(trainer, results)
+        evidence = gather_evidence(predictions, results, baseline, settings)
+        report = write_report(out_dir, results, baseline, evidence, context, metrics_csv)
+        log_results(trainer, results, evidence)
         log.info("Report written to %s", report)
     return {
         f"{split}/{key}": float(value)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from scalp_ml.config import plain
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.evidence import EvidenceSettings
 from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
@@ -62,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             record_run(_record_dir(run_dir, ckpt_path), cfg, datamodule.split_file)
         for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
             logger.log_hyperparams(plain(cfg))
-        return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir)
+        settings = EvidenceSettings(**plain(cfg.evaluation))
+        return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir, settings)
     finally:
         finish_wandb(loggers)
 
@@ -99,6 +101,7 @@ def _fit_and_evaluate(
     datamodule: ScalpDataModule,
     ckpt_path: str | None,
     run_dir: Path,
+    settings: EvidenceSettings,
 ) -> dict[str, float]:
     """Fits, then grades val and test with the best checkpoint and writes the report."""
     try:
@@ -117,6 +120,7 @@ def _fit_and_evaluate(
         {"checkpoint": best or "(none: final weights)"},
         ckpt_path=best or None,
         metrics_csv=run_dir / "metrics.csv",
+        settings=settings,
     )
 
 

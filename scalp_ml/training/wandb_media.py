@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from scalp_ml.evaluation.evidence import Evidence
 from scalp_ml.evaluation.report import confusion_figure
 from scalp_ml.labels import INDICATOR_NAMES
 
@@ -22,22 +23,34 @@ def _wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
     return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
 
 
-def log_results(trainer: L.Trainer, results: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+def log_results(
+    trainer: L.Trainer, results: Mapping[str, Mapping[str, torch.Tensor]], evidence: Evidence
+) -> None:
     """Puts each split's final metrics in the W&B run summary and its table (``<split>/report``).
 
     The summary holds every scalar (``test/macro_f1``, ...) once, not as another point of the
-    per-epoch curves. Does nothing when the trainer has no W&B logger.
+    per-epoch curves, the interval bounds (``test/macro_f1_ci_low``, ``..._ci_high``), the
+    number of collapsed heads (``test/collapsed_heads``) and their names, comma-separated
+    (``test/collapsed_indicators``). Does nothing when the trainer has no W&B logger.
     """
     loggers = _wandb_loggers(trainer)
+    if not loggers:
+        return
+    summary: dict[str, float | int | str] = {
+        f"{split}/{key}": float(value)
+        for split, values in results.items()
+        for key, value in values.items()
+        if value.ndim == 0
+    }
+    for split, intervals in evidence.intervals.items():
+        for key, interval in intervals.items():
+            summary[f"{split}/{key}_ci_low"] = interval.low
+            summary[f"{split}/{key}_ci_high"] = interval.high
+    for split, collapsed in evidence.collapsed.items():
+        summary[f"{split}/collapsed_heads"] = len(collapsed)
+        summary[f"{split}/collapsed_indicators"] = ", ".join(collapsed)
     for logger in loggers:
-        logger.experiment.summary.update(
-            {
-                f"{split}/{key}": float(value)
-                for split, values in results.items()
-                for key, value in values.items()
-                if value.ndim == 0
-            }
-        )
+        logger.experiment.summary.update(summary)
     for split, values in results.items():
         rows = [
             [name, *(float(values[f"{key}/{name}"]) for key in TABLE_KEYS)]
