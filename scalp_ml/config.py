@@ -82,9 +82,28 @@ class Optimizer(StrEnum):
 
 
 class Loss(StrEnum):
-    """Training losses."""
+    """Training losses (:mod:`scalp_ml.models.losses`)."""
 
     focal = "focal"
+    ce = "ce"
+    logit_adjusted = "logit_adjusted"
+    balanced_softmax = "balanced_softmax"
+    class_balanced_focal = "class_balanced_focal"
+    corn = "corn"
+
+
+class Head(StrEnum):
+    """Grading heads (:mod:`scalp_ml.models.heads`); ``corn`` trains with ``loss=corn`` only."""
+
+    softmax = "softmax"
+    corn = "corn"
+
+
+class Sampler(StrEnum):
+    """Order of the training images in an epoch."""
+
+    shuffle = "shuffle"
+    balanced = "balanced"
 
 
 @dataclass
@@ -115,6 +134,8 @@ class DataConfig:
     cache_dir: str | None = None
     augment_on: Placement = MISSING
     decode_on: Placement = MISSING
+    sampler: Sampler = MISSING
+    sampler_alpha: float = MISSING
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: dict[str, Any] = MISSING
 
@@ -127,6 +148,7 @@ class ModelConfig:
     pretrained: bool = MISSING
     weights: str | None = None
     dropout: float = MISSING
+    head: Head = MISSING
     mean: list[float] | None = None
     std: list[float] | None = None
 
@@ -142,10 +164,13 @@ class OptimizerConfig:
 
 @dataclass
 class LossConfig:
-    """The ``loss`` group."""
+    """The ``loss`` group; a parameter the chosen loss does not use stays ``None``."""
 
     name: Loss = MISSING
-    gamma: float = MISSING
+    gamma: float | None = None  # focal, class_balanced_focal
+    tau: float | None = None  # logit_adjusted
+    beta: float | None = None  # class_balanced_focal
+    drw_epoch: int | None = None  # class_balanced_focal: first epoch with class weights
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The LightningModule: backbone + six heads, focal loss, AdamW, the study's metrics."""
+"""The LightningModule: backbone + six heads, a grade loss (the study's focal), AdamW, metrics."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from scalp_ml.evaluation.collapse import single_grade_heads
 from scalp_ml.evaluation.metrics import GradingMetrics
 from scalp_ml.evaluation.predictions import prediction_outputs
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATOR_NAMES, INDICATORS
-from scalp_ml.models.losses import FocalLoss
+from scalp_ml.models.losses import COUNTED_LOSSES, GradeLoss, build_loss, check_head
 from scalp_ml.models.migration import CHECKPOINT_VERSION, VERSION_KEY, migrate
 from scalp_ml.models.network import GradeProbabilities, GradingNetwork
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW}
-LOSSES = ("focal",)
 
 
 class ScalpGrader(L.LightningModule):
@@ -31,16 +30,34 @@ class ScalpGrader(L.LightningModule):
     see :func:`scalp_ml.models.backbones.load_pretrained_weights`); it also carries the
     indicator and grade names.
 
+    The loss (:func:`scalp_ml.models.losses.build_loss`) is told the epoch at the start of
+    every training epoch (deferred re-weighting). ``val/loss`` is the same loss on the
+    validation split, at the same epoch, so it reads against ``train/loss``.
+
     Args:
         backbone: timm architecture name.
         dropout: Dropout before each head.
         mean: Input normalisation mean per RGB channel on [0, 1]; ``None``: the backbone's.
         std: Input normalisation standard deviation; ``None``: the backbone's.
+        head: ``softmax`` (the study's) or ``corn`` (ordinal; trains with ``loss="corn"``).
         optimizer: ``adamw``.
         lr: Learning rate (constant).
         weight_decay: Decoupled weight decay.
-        loss: ``focal``.
+        loss: ``focal``, ``ce``, ``logit_adjusted``, ``balanced_softmax``,
+            ``class_balanced_focal`` or ``corn``.
         gamma: Focal loss focusing parameter (0: cross-entropy).
+        tau: Logit adjustment scale (``logit_adjusted``).
+        beta: Class-balanced ``beta`` (``class_balanced_focal``).
+        drw_epoch: First epoch (0-based) with class-balanced weights; ``None``: from the start.
+        grade_counts: Training images per indicator and grade ``[6, 4]`` (plain lists), which
+            set the priors and class weights of ``logit_adjusted``, ``balanced_softmax`` and
+            ``class_balanced_focal``. ``None``: taken from the datamodule (its
+            ``train_grade_counts()``) when fitting starts, then saved with the other
+            hyper-parameters.
+
+    Raises:
+        ValueError: An unknown optimizer or loss, a head the loss cannot train, bad loss
+            parameters or counts.
     """
 
     def __init__(
@@ -49,29 +66,73 @@ class ScalpGrader(L.LightningModule):
         dropout: float = 0.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        head: str = "softmax",
         optimizer: str = "adamw",
         lr: float = 1e-4,
         weight_decay: float = 0.01,
         loss: str = "focal",
         gamma: float = 2.0,
+        tau: float = 1.0,
+        beta: float = 0.999,
+        drw_epoch: int | None = None,
+        grade_counts: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r}: expected one of {list(LOSSES)}")
+        check_head(loss, head)
         self.save_hyperparameters()
-        self.net = GradingNetwork(backbone, dropout, mean, std)
-        self.loss = FocalLoss(gamma)
+        # A loss with priors or weights and no counts yet is built in setup().
+        waits_for_counts = grade_counts is None and loss in COUNTED_LOSSES
+        self.loss: GradeLoss | None = None if waits_for_counts else self._build_loss()
+        self.net = GradingNetwork(backbone, dropout, mean, std, head)
         self.val_metrics = GradingMetrics()
+        self._collapsed_heads: set[str] = set()  # heads warned about (on_validation_epoch_end)
+
+    def _build_loss(self) -> GradeLoss:
+        hparams = self.hparams
+        return build_loss(
+            hparams.loss,
+            hparams.grade_counts,
+            hparams.gamma,
+            hparams.tau,
+            hparams.beta,
+            hparams.drw_epoch,
+        )
+
+    def setup(self, stage: str) -> None:
+        """Before fitting, builds a loss that waits for the training split's grade counts.
+
+        It takes them from the datamodule's ``train_grade_counts()``: every DDP rank reads them
+        from the same saved split once the data is prepared. They are saved with the
+        hyper-parameters, so the checkpoint rebuilds the same loss.
+
+        Raises:
+            ValueError: No counts were given and the datamodule cannot give them.
+        """
+        if self.loss is not None:
+            return
+        counts = getattr(self.trainer.datamodule, "train_grade_counts", None)
+        if counts is None:
+            raise ValueError(
+                f"loss={self.hparams.loss} needs the training split's grade counts: pass "
+                "grade_counts (images per indicator and grade, [6, 4]) to ScalpGrader, or fit "
+                "with a ScalpDataModule"
+            )
+        self.hparams.grade_counts = counts()
+        self.loss = self._build_loss()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Grade logits ``[B, 6, 4]`` of uint8 images ``[B, 3, H, W]``."""
+        """Raw head outputs of uint8 images ``[B, 3, H, W]`` (see ``GradingNetwork.forward``)."""
         return self.net(images)
 
     def deployable(self) -> GradeProbabilities:
         """The network as it is exported and served: images to grade probabilities."""
         return GradeProbabilities(self.net)
+
+    def on_train_epoch_start(self) -> None:
+        """Tells the loss the epoch (deferred re-weighting; also right after a resume)."""
+        self.loss.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
         """Loss of one training batch."""
@@ -87,15 +148,12 @@ class ScalpGrader(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
         """Accumulates validation loss and metrics (synchronised across DDP ranks)."""
-        logits = self(batch["image"])
+        outputs = self(batch["image"])
         size = len(batch["grades"])
-        loss = self.loss(logits, batch["grades"])
+        loss = self.loss(outputs, batch["grades"])
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
-        self.val_metrics.update(logits, batch["grades"])
-
-    def setup(self, stage: str) -> None:
-        """Forgets which heads were collapsed (see :meth:`on_validation_epoch_end`)."""
-        self._collapsed_heads: set[str] = set()
+        predicted = self.net.probabilities(outputs).argmax(dim=-1)
+        self.val_metrics.update(predicted, batch["grades"])
 
     def on_validation_epoch_end(self) -> None:
         """Logs validation metrics (``val/macro_f1`` is the monitored one).

@@ -16,7 +16,7 @@ def test_heads_give_one_output_row_per_indicator(kind: str, width: int) -> None:
     features = torch.randn(5, 10)
     outputs = heads(features)
     assert outputs.shape == (5, 6, width)
-    third = heads.heads[2][1]
+    third = heads[2][1]
     torch.testing.assert_close(outputs[:, 2], features @ third.weight.T + third.bias)
 
 

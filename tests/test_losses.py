@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from coral_pytorch.losses import corn_loss
 
-from scalp_ml.models.losses import FocalLoss, build_loss, class_balanced_weights, grade_priors
+from scalp_ml.models.losses import (
+    FocalLoss,
+    build_loss,
+    check_head,
+    class_balanced_weights,
+    grade_priors,
+)
 from scalp_ml.reference import GRADE_COUNTS
 
 
@@ -196,3 +202,30 @@ def test_unknown_names_and_bad_parameters_are_refused_clearly() -> None:
         build_loss("ce", np.vstack([COUNTS[:5], np.zeros((1, 4))]))
     with pytest.raises(ValueError, match="beta"):
         build_loss("class_balanced_focal", COUNTS, beta=1.0)
+
+
+def test_only_losses_with_priors_or_weights_need_grade_counts() -> None:
+    for name in ("logit_adjusted", "balanced_softmax", "class_balanced_focal"):
+        with pytest.raises(ValueError, match=f"loss '{name}' needs the training split's grade"):
+            build_loss(name)
+    logits, grades = _batch()
+    for name in ("focal", "ce"):
+        assert build_loss(name)(logits, grades) == build_loss(name, COUNTS)(logits, grades)
+    assert build_loss("corn")(logits[..., :3], grades) > 0
+
+
+@pytest.mark.parametrize(
+    ("head", "loss", "fits"),
+    [
+        ("softmax", "focal", True),
+        ("corn", "corn", True),
+        ("corn", "ce", False),
+        ("softmax", "corn", False),
+    ],
+)
+def test_the_corn_head_goes_with_the_corn_loss_only(head: str, loss: str, fits: bool) -> None:
+    if fits:
+        check_head(loss, head)
+    else:
+        with pytest.raises(ValueError, match=rf"model\.head={head} does not fit loss={loss}"):
+            check_head(loss, head)

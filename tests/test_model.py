@@ -42,6 +42,23 @@ def test_probabilities_are_the_softmax_of_the_logits() -> None:
         torch.testing.assert_close(GradeProbabilities(model)(images), model(images).softmax(dim=-1))
 
 
+def test_the_corn_head_gives_three_logits_turned_into_grade_probabilities() -> None:
+    model = GradingNetwork("test_efficientnet", head="corn").eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        outputs = model(images)
+        probabilities = GradeProbabilities(model)(images)
+    assert outputs.shape == (2, 6, 3)
+    s0, s1, s2 = torch.sigmoid(outputs).unbind(dim=-1)  # P(y > k | y > k - 1)
+    expected = torch.stack([1 - s0, s0 * (1 - s1), s0 * s1 * (1 - s2), s0 * s1 * s2], dim=-1)
+    torch.testing.assert_close(probabilities, expected)
+
+
+def test_the_softmax_heads_keep_the_state_dict_keys_of_earlier_checkpoints() -> None:
+    keys = set(GradingNetwork("test_efficientnet").state_dict())
+    assert {f"heads.{head}.1.{kind}" for head in range(6) for kind in ("weight", "bias")} <= keys
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_local_weights_load_through_timm(tmp_path: Path, suffix: str) -> None:
     saved = timm.create_model("test_efficientnet").state_dict()

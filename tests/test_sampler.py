@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalp_ml.data.sampler import BalancedSampler, rarity_weights
+from scalp_ml.data.sampler import BalancedSampler, grade_counts, rarity_weights
 
 # Six images, six indicators. Grade frequencies per indicator, by column:
 # 0: grade 0 x4, grade 1 x2 | 1: grade 2 x5, grade 3 x1 | 2: all grade 0
@@ -22,6 +22,11 @@ MAX_RARITY = np.array([6.0, 2.0, 6.0, 2.0, 3.0, 3.0])
 
 # chi-square with 9 degrees of freedom: P(statistic > 27.88) = 0.001.
 CHI2_9_DOF_999 = 27.88
+
+
+def test_grade_counts_count_each_indicators_grades() -> None:
+    expected = [[4, 2, 0, 0], [0, 0, 5, 1], [6, 0, 0, 0], [3, 3, 0, 0], [5, 1, 0, 0], [6, 0, 0, 0]]
+    np.testing.assert_array_equal(grade_counts(GRADES), expected)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])

@@ -25,6 +25,7 @@ from scalp_ml.data.dataset import ScalpDataset
 from scalp_ml.data.device_augment import DeviceAugmentation
 from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decode_letterboxed
 from scalp_ml.data.images import BadImageError, input_size
+from scalp_ml.data.sampler import BalancedSampler, grade_counts, rarity_weights
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.data.transforms import augmentation
 from scalp_ml.training.distributed import evaluation_sampler
@@ -59,6 +60,10 @@ class ScalpDataModule(L.LightningDataModule):
         decode_on: ``gpu`` decodes JPEG batches on the training device (needs
             ``augment_on=gpu`` and no cache); ``cpu`` decodes in the loader workers.
         prefetch_factor: Batches each loader process prepares ahead.
+        sampler: Training order: ``shuffle`` (the study's) or ``balanced``, images drawn with
+            replacement by the rarity of their grades (:mod:`scalp_ml.data.sampler`).
+        sampler_alpha: Strength of the balanced sampler's re-weighting (0: uniform draws).
+        seed: The run's seed; the balanced sampler draws epoch e from ``seed + e``.
     """
 
     def __init__(
@@ -79,6 +84,9 @@ class ScalpDataModule(L.LightningDataModule):
         augment_on: str = "cpu",
         decode_on: str = "cpu",
         prefetch_factor: int = 4,
+        sampler: str = "shuffle",
+        sampler_alpha: float = 0.5,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -86,7 +94,7 @@ class ScalpDataModule(L.LightningDataModule):
         self.root = Path(root)
         self.image_size = input_size(image_size)
         self.ratios = tuple(split["ratios"])
-        self.seed = int(split["seed"])
+        self.split_seed = int(split["seed"])
         self.strategy = split.get("strategy", "image")
         self.split_file = split_file_for(root, split)
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
@@ -119,7 +127,7 @@ class ScalpDataModule(L.LightningDataModule):
 
     def _split(self) -> dict[str, list[str]]:
         return load_or_create_split(
-            self.manifest, self.split_file, self.ratios, self.seed, self.strategy
+            self.manifest, self.split_file, self.ratios, self.split_seed, self.strategy
         )
 
     def decoded_images(self) -> DecodedImages | None:
@@ -148,19 +156,31 @@ class ScalpDataModule(L.LightningDataModule):
         counts = {split: len(dataset) for split, dataset in self.datasets.items()}
         log.info("Split %s (%s): %s", self.split_file, self.strategy, counts)
 
+    def train_grade_counts(self) -> list[list[int]]:
+        """Training images per indicator and grade ``[6, 4]``, from the saved split.
+
+        Plain lists (they go into checkpoints). Sets the datamodule up if it is not yet.
+        """
+        self.setup()
+        return grade_counts(self.datasets["train"].grades).tolist()
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches; the last incomplete batch is dropped.
+        """Shuffled (or balanced), augmented training batches; a last incomplete one is dropped.
 
         With ``decode_on=gpu`` the batches hold the files' bytes, decoded on the device; with
         ``augment_on=gpu`` they are augmented there.
         """
         train = self.datasets["train"]
+        sampler = None
+        if self.hparams.sampler == "balanced":
+            weights = rarity_weights(train.grades, self.hparams.sampler_alpha)
+            sampler = BalancedSampler(weights, seed=self.hparams.seed)
         if self.hparams.decode_on == "gpu":
             train = EncodedScalpDataset(train)
         elif self.hparams.augment_on == "cpu":
             seed = torch.initial_seed() % 2**32  # the run's seed (seed_everything)
             train = train.augmented(augmentation(self.hparams.augment, seed))
-        return self._loader(train, shuffle=True)
+        return self._loader(train, training=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in file order."""
@@ -172,21 +192,22 @@ class ScalpDataModule(L.LightningDataModule):
         Under DDP every image goes to exactly one rank (no padding).
         """
         dataset = self.datasets[split]
-        return self._loader(dataset, shuffle=False, sampler=evaluation_sampler(dataset))
+        return self._loader(dataset, training=False, sampler=evaluation_sampler(dataset))
 
     def _loader(
         self,
         dataset: ScalpDataset | EncodedScalpDataset,
-        shuffle: bool,
+        training: bool,
         sampler: Sampler | None = None,
     ) -> DataLoader:
+        """Batches in the sampler's order; training without a sampler shuffles."""
         encoded = isinstance(dataset, EncodedScalpDataset)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            shuffle=training and sampler is None,
             sampler=sampler,
-            drop_last=shuffle and len(dataset) > self.hparams.batch_size,
+            drop_last=training and len(dataset) > self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             prefetch_factor=self.hparams.prefetch_factor if self.num_workers > 0 else None,

@@ -17,6 +17,11 @@ from torch.utils.data import DistributedSampler
 from scalp_ml.labels import NUM_GRADES, NUM_INDICATORS
 
 
+def grade_counts(grades: np.ndarray) -> np.ndarray:
+    """Images per indicator and grade ``[6, 4]`` of integer grades ``[N, 6]`` (in 0..3)."""
+    return np.stack([np.bincount(column, minlength=NUM_GRADES) for column in np.asarray(grades).T])
+
+
 def rarity_weights(grades: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Sampling weight of each image from the rarity of its grades.
 
@@ -43,9 +48,7 @@ def rarity_weights(grades: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         raise ValueError(
             f"grades must be in 0..{NUM_GRADES - 1}, got {grades.min()}..{grades.max()}"
         )
-    frequency = np.stack(
-        [np.bincount(column, minlength=NUM_GRADES) / len(grades) for column in grades.T]
-    )
+    frequency = grade_counts(grades) / len(grades)
     rarity = 1 / frequency[np.arange(NUM_INDICATORS), grades]
     return rarity.max(axis=1) ** alpha
 

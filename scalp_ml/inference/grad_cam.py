@@ -18,8 +18,13 @@ COLORMAP = "jet"
 SCALE = "Grad-CAM relevance for the predicted grade (0: none, 1: the map's maximum)"
 
 
-class HeadLogits(nn.Module):
-    """One indicator's four logits: grad-cam needs a model with a single output."""
+class GradeScores(nn.Module):
+    """One indicator's four grade scores: grad-cam needs a model with a single output.
+
+    The score explained for a grade is its logit with the softmax head, its probability with
+    the CORN head (whose outputs are conditional ``P(y > k | y > k - 1)`` logits, one fewer
+    than the grades).
+    """
 
     def __init__(self, net: GradingNetwork, indicator: int) -> None:
         super().__init__()
@@ -27,8 +32,9 @@ class HeadLogits(nn.Module):
         self.indicator = indicator
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, 4]`` of the chosen indicator."""
-        return self.net(images)[:, self.indicator]
+        """Scores ``[B, 4]`` of the chosen indicator's grades."""
+        outputs = self.net(images)[:, self.indicator]
+        return outputs if self.net.head == "softmax" else self.net.probabilities(outputs)
 
 
 def last_feature_layer(net: GradingNetwork) -> nn.Module:
@@ -52,7 +58,7 @@ def grad_cam_maps(net: GradingNetwork, images: torch.Tensor, grades: np.ndarray)
     maps = []
     for indicator in range(len(INDICATOR_NAMES)):
         targets = [ClassifierOutputTarget(int(grade)) for grade in grades[:, indicator]]
-        with GradCAM(model=HeadLogits(net, indicator), target_layers=[layer]) as cam:
+        with GradCAM(model=GradeScores(net, indicator), target_layers=[layer]) as cam:
             maps.append(cam(input_tensor=inputs, targets=targets))
     return np.stack(maps, axis=1)
 

@@ -20,6 +20,8 @@ from torch import nn
 from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES, NUM_INDICATORS
 
 LOSS_NAMES = ("focal", "ce", "logit_adjusted", "balanced_softmax", "class_balanced_focal", "corn")
+COUNTED_LOSSES = ("logit_adjusted", "balanced_softmax", "class_balanced_focal")
+"""The losses whose priors or class weights come from the training split's grade counts."""
 
 
 def _check_outputs(outputs: torch.Tensor, grades: torch.Tensor, width: int) -> None:
@@ -185,9 +187,24 @@ class CornLoss(GradeLoss):
         return torch.stack(per_head).mean()
 
 
+def check_head(loss: str, head: str) -> None:
+    """Refuses a head kind that the loss cannot train.
+
+    Raises:
+        ValueError: Naming ``model.head`` and ``loss``: the ``corn`` head trains with the
+            ``corn`` loss only, the ``softmax`` head with every other loss.
+    """
+    if (head == "corn") != (loss == "corn"):
+        raise ValueError(
+            f"model.head={head} does not fit loss={loss}: the corn head trains with loss=corn "
+            "only, the softmax head with any other loss (set both, e.g. model.head=corn "
+            "loss=corn)"
+        )
+
+
 def build_loss(
     name: str,
-    grade_counts: np.ndarray | torch.Tensor,
+    grade_counts: np.ndarray | torch.Tensor | None = None,
     gamma: float = 2.0,
     tau: float = 1.0,
     beta: float = 0.999,
@@ -202,7 +219,8 @@ def build_loss(
 
     Args:
         name: One of :data:`LOSS_NAMES`.
-        grade_counts: Images per indicator and grade ``[6, 4]`` in the training split.
+        grade_counts: Images per indicator and grade ``[6, 4]`` in the training split; needed
+            by the losses of :data:`COUNTED_LOSSES`, checked whenever given.
         gamma: Focal focusing parameter.
         tau: Logit adjustment scale.
         beta: Class-balanced ``beta`` in ``[0, 1)``.
@@ -210,21 +228,23 @@ def build_loss(
             call ``loss.set_epoch(epoch)`` at the start of every training epoch.
 
     Raises:
-        ValueError: Unknown name, invalid counts or parameters.
+        ValueError: Unknown name, missing or invalid counts, invalid parameters.
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"Unknown loss '{name}'; choose one of {', '.join(LOSS_NAMES)}")
     if drw_epoch is not None and name != "class_balanced_focal":
         raise ValueError(f"drw_epoch applies to loss 'class_balanced_focal' only, not '{name}'")
-    counts = _checked_counts(grade_counts)
+    if grade_counts is None and name in COUNTED_LOSSES:
+        raise ValueError(f"loss '{name}' needs the training split's grade counts [6, 4]")
+    counts = None if grade_counts is None else _checked_counts(grade_counts)
     if name == "focal":
         return FocalLoss(gamma)
     if name == "ce":
         return FocalLoss(gamma=0.0)
+    if name == "corn":
+        return CornLoss()
     if name == "logit_adjusted":
         return LogitAdjustedLoss(grade_priors(counts), tau)
     if name == "balanced_softmax":
         return LogitAdjustedLoss(grade_priors(counts), tau=1.0)
-    if name == "class_balanced_focal":
-        return FocalLoss(gamma, class_balanced_weights(counts, beta), drw_epoch)
-    return CornLoss()
+    return FocalLoss(gamma, class_balanced_weights(counts, beta), drw_epoch)

@@ -1,7 +1,9 @@
-"""The grading network: uint8 images in, six indicators' grade logits ``[B, 6, 4]`` out.
+"""The grading network: uint8 images in, six indicators' head outputs out.
 
 The network owns its input normalisation (mean and std as buffers), so the checkpoint, the
-exported ONNX file and every command feed it the same letterboxed uint8 images.
+exported ONNX file and every command feed it the same letterboxed uint8 images. Its raw outputs
+depend on the head kind (:mod:`scalp_ml.models.heads`); :class:`GradeProbabilities` turns them
+into grade probabilities ``[B, 6, 4]`` whatever the kind.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
-from scalp_ml.labels import NUM_GRADES, NUM_INDICATORS
 from scalp_ml.models.backbones import create_backbone
+from scalp_ml.models.heads import GradeHeads, grade_probabilities
 
 
 class GradingNetwork(nn.Module):
@@ -25,6 +27,8 @@ class GradingNetwork(nn.Module):
         mean: Per-channel mean of images scaled to [0, 1]; ``None``: the backbone's pretrained
             config (``timm.data.resolve_model_data_config``).
         std: Per-channel standard deviation, likewise.
+        head: ``softmax`` (4 grade logits per indicator, the study's) or ``corn`` (3 ordinal
+            logits per indicator).
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class GradingNetwork(nn.Module):
         dropout: float = 0.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        head: str = "softmax",
     ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone)
@@ -42,24 +47,29 @@ class GradingNetwork(nn.Module):
         # Kept on the 0-255 scale of the input, so normalising is one subtract and one divide.
         self.register_buffer("mean", 255 * torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", 255 * torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        features = self.backbone.num_features
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Dropout(dropout), nn.Linear(features, NUM_GRADES))
-            for _ in range(NUM_INDICATORS)
-        )
+        self.heads = GradeHeads(head, self.backbone.num_features, dropout)
+
+    @property
+    def head(self) -> str:
+        """The head kind, ``softmax`` or ``corn``."""
+        return self.heads.kind
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Grade logits ``[B, 6, 4]`` of letterboxed RGB images ``[B, 3, H, W]``.
+        """Raw head outputs ``[B, 6, 4]`` (softmax) or ``[B, 6, 3]`` (corn) of RGB images.
 
         Args:
-            images: uint8, or float on the same 0-255 scale (device-side augmentation).
+            images: Letterboxed ``[B, 3, H, W]``, uint8 or float on the same 0-255 scale
+                (device-side augmentation).
         """
-        features = self.backbone((images.float() - self.mean) / self.std)
-        return torch.stack([head(features) for head in self.heads], dim=1)
+        return self.heads(self.backbone((images.float() - self.mean) / self.std))
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Grade probabilities ``[B, 6, 4]`` of this network's raw ``outputs``."""
+        return grade_probabilities(self.head, outputs)
 
 
 class GradeProbabilities(nn.Module):
-    """The deployed model: a grading network's softmax probabilities ``[B, 6, 4]``.
+    """The deployed model: a grading network's grade probabilities ``[B, 6, 4]``, any head.
 
     What export writes and what every predictor runs, so all of them agree.
     """
@@ -70,4 +80,4 @@ class GradeProbabilities(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Grade probabilities of uint8 letterboxed images ``[B, 3, H, W]``."""
-        return self.network(images).float().softmax(dim=-1)
+        return self.network.probabilities(self.network(images))

@@ -23,7 +23,9 @@ class EpochSeed(L.Callback):
     run would have trained. The shuffling gets its own generator and albumentations keeps its
     own (global seeds do not reach it), so both are reseeded at the start of the epoch; the
     global generators (dropout) at its first batch, after Lightning created the loader
-    iterator, which it does earlier in the first epoch after a resume. With loader processes
+    iterator, which it does earlier in the first epoch after a resume. (The balanced sampler
+    of ``data.sampler=balanced`` needs nothing here: it draws from the run's seed and the epoch
+    that Lightning passes to its ``set_epoch``.) With loader processes
     (``data.num_workers > 0``) the augmentation runs in the processes' own copies, and only
     ``num_workers=0`` repeats it exactly.
 

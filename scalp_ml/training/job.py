@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
-    datamodule = ScalpDataModule(**data_settings(cfg.data))
+    datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
     model = build_module(cfg)
     if ckpt_path is None:  # a resumed run gets its weights from the checkpoint
         load_pretrained_weights(
@@ -70,18 +70,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def build_module(cfg: DictConfig) -> ScalpGrader:
-    """The LightningModule of the ``model``, ``optimizer`` and ``loss`` config groups."""
+    """The LightningModule of the ``model``, ``optimizer`` and ``loss`` config groups.
+
+    Loss parameters left ``null`` (those the chosen loss does not use) keep the module's
+    defaults. A loss with priors or class weights takes the training split's grade counts from
+    the datamodule when fitting starts (:meth:`ScalpGrader.setup`). A head the loss cannot
+    train fails here, before the data is indexed.
+    """
     model, optimizer, loss = plain(cfg.model), plain(cfg.optimizer), plain(cfg.loss)
+    parameters = {key: value for key, value in loss.items() if key != "name" and value is not None}
     return ScalpGrader(
         backbone=model["backbone"],
         dropout=model["dropout"],
         mean=model["mean"],
         std=model["std"],
+        head=model["head"],
         optimizer=optimizer["name"],
         lr=optimizer["lr"],
         weight_decay=optimizer["weight_decay"],
         loss=loss["name"],
-        gamma=loss["gamma"],
+        **parameters,
     )
 
 
