@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-tradeoff lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
 
@@ -36,7 +36,7 @@ test: install  ## the default test suite (no network, no GPU)
 test-slow: install  ## slow end-to-end checks (the demo's quality bar)
 	$(PY) -m pytest -m slow
 
-bench: bench-infer bench-index bench-data bench-train bench-gpu bench-memory  ## every benchmark (< 10 min); results appended to benchmarks/RESULTS.md
+bench: bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli  ## every benchmark (< 10 min); results appended to benchmarks/RESULTS.md
 
 bench-infer: install  ## CPU inference latency/throughput, eager vs ONNX Runtime
 	$(PY) benchmarks/bench_infer.py --threads 2
@@ -55,6 +55,9 @@ bench-gpu: install  ## GPU only: loader-fed vs loader-free training images/s per
 
 bench-memory: install  ## peak RAM of the demo training run and of one on a 20,000-image cache
 	$(PY) benchmarks/bench_memory.py
+
+bench-cli: install  ## start-up: every command's --help (goal < 3 s), predict with ONNX (no torch) vs .ckpt
+	$(PY) benchmarks/bench_cli.py
 
 bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
 	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2

@@ -1,18 +1,18 @@
 """Data pipeline benchmark: images/s per CPU core of the three ways to feed training.
 
-(a) the obvious pipeline: JPEG decode + albumentations train transforms (letterbox, flip,
-colour jitter, affine, normalise) in the loader; (b) the decoded-image cache + albumentations
-augmentation (normalisation on the device); (c) the cache + device augmentation: the CPU only
-reads uint8 rows. Each runs the project's own ``ScalpDataset`` in one process with one thread,
-so images/s is per core. Also times the cache build with every core. Prints a Markdown table
-and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+(a) the obvious pipeline: JPEG decode, letterbox and the albumentations training augmentation
+(flip, colour jitter, affine) in the loader; (b) the decoded-image cache + albumentations
+augmentation; (c) the cache + device augmentation: the CPU only reads uint8 rows. All three give
+uint8 images (the network normalises them itself). Each runs the project's own ``ScalpDataset``
+in one process with one thread, so images/s is per core. Also times the cache build with every
+core. Prints a Markdown table and appends it, with date, machine and command, to
+``benchmarks/RESULTS.md`` (not with ``--no-record``).
 
 Run: ``make bench-data`` (or ``python benchmarks/bench_data.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -21,15 +21,14 @@ from pathlib import Path
 
 import cv2
 import torch
-from common import append_section, replicated_dataset, table
-from omegaconf import OmegaConf
+from common import append_section, argument_parser, compose, replicated_dataset, table
 
+from scalp_ml.config import plain
 from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.cache import open_cache
 from scalp_ml.data.dataset import ScalpDataset
-from scalp_ml.data.transforms import build_transform
+from scalp_ml.data.transforms import augmentation
 
-CONF = Path(__file__).parents[1] / "conf" / "data" / "aihub.yaml"
 WORK_DIR = Path(tempfile.gettempdir()) / "scalp_bench"
 GOAL = 4.0  # (c) must feed at least this many times (a)'s images/s per core
 
@@ -47,38 +46,32 @@ def images_per_second(dataset: ScalpDataset, passes: int) -> float:
 
 def main() -> None:
     """Measures the three pipelines and appends the table to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--images", type=int, default=1000, help="synthetic 640x480 photographs")
     parser.add_argument("--size", type=int, default=448, help="letterboxed image side")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="data and cache")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    data = OmegaConf.to_container(OmegaConf.load(CONF))
-    mean, std, augment = data["mean"], data["std"], data["augment"]
+    augment = plain(compose("train", []).data.augment)  # the recipe's augmentation
+    size = (args.size, args.size)
     root = replicated_dataset(args.work_dir, args.images)
     manifest = load_manifest(root, progress=False)
     cores = len(os.sched_getaffinity(0))
     cache_dir = args.work_dir / f"cache-{args.images}"
     shutil.rmtree(cache_dir, ignore_errors=True)  # time a full build
     start = time.perf_counter()
-    decoded = open_cache(root, manifest["image"].tolist(), args.size, cache_dir, cores)
+    decoded = open_cache(root, manifest["image"].tolist(), size, cache_dir, cores)
     build_seconds = time.perf_counter() - start
     pipelines = {
-        "(a) JPEG decode + albumentations train transforms": ScalpDataset(
-            root, manifest, build_transform(args.size, mean, std, augment)
+        "(a) JPEG decode + letterbox + albumentations augmentation": ScalpDataset(
+            root, manifest, size, augmentation(augment, seed=0)
         ),
-        "(b) memmap cache + albumentations augmentation (normalise on device)": ScalpDataset(
-            root,
-            manifest,
-            build_transform(args.size, mean, std, augment, letterboxed=True, normalize=False),
-            decoded=decoded,
+        "(b) memmap cache + albumentations augmentation": ScalpDataset(
+            root, manifest, size, augmentation(augment, seed=0), decoded=decoded
         ),
         "(c) memmap cache + device augmentation (CPU side only)": ScalpDataset(
-            root,
-            manifest,
-            build_transform(args.size, mean, std, letterboxed=True, normalize=False),
-            decoded=decoded,
+            root, manifest, size, decoded=decoded
         ),
     }
     rates = {}
@@ -103,6 +96,7 @@ def main() -> None:
         lines,
         "albumentations",
         note="one process, one thread per pipeline; shared machine, ratios from one run",
+        record=not args.no_record,
     )
 
 

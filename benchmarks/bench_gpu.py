@@ -3,10 +3,10 @@
 For EfficientNet-B4 and -B0 at 448 px, bf16-mixed, channels_last, batch 16 (the recipe) and
 64, with 8 loader processes (a typical per-GPU core budget): ``Trainer.fit`` throughput with
 the project's ``ScalpDataModule`` in each pipeline mode, against the same model trained on one
-pre-made, normalised batch already on the GPU (the loader-free upper bound). Prints a
-Markdown table and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
-Without CUDA it says so and exits; ``--accelerator cpu`` runs a small smoke check instead and
-records nothing.
+pre-made uint8 batch already on the GPU (the loader-free upper bound). Prints a Markdown table
+and appends it, with date, machine and command, to ``benchmarks/RESULTS.md`` (not with
+``--no-record``). Without CUDA it says so and exits; ``--accelerator cpu`` runs a small smoke
+check instead and records nothing.
 
 Run: ``make bench-gpu`` (or ``python benchmarks/bench_gpu.py``).
 """
@@ -24,13 +24,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from common import append_section, replicated_dataset, table
-from omegaconf import OmegaConf
+from common import append_section, argument_parser, compose, replicated_dataset, table
 
 from scalp_ml.data.datamodule import ScalpDataModule
 from scalp_ml.module import ScalpGrader
+from scalp_ml.training.job import build_module, data_settings
 
-CONF = Path(__file__).parents[1] / "conf"
 WORK_DIR = Path(tempfile.gettempdir()) / "scalp_bench"
 GOAL = 0.95  # loader-fed throughput in the best mode, as a share of the loader-free one
 MODES = {
@@ -86,12 +85,8 @@ class Repeated:
 
 def grader(backbone: str) -> ScalpGrader:
     """The recipe's model (random weights: speed does not depend on them), channels_last."""
-    conf = {
-        group: OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
-        for group, name in {"model": backbone, "optimizer": "adamw", "loss": "focal"}.items()
-    }
-    conf["model"] |= {"pretrained": False, "weights": None}
-    return ScalpGrader(**conf).to(memory_format=torch.channels_last)
+    module = build_module(compose("train", [f"model={backbone}"]))
+    return module.to(memory_format=torch.channels_last)
 
 
 def fit_throughput(module: ScalpGrader, args: argparse.Namespace, steps: int, **data: Any) -> float:
@@ -118,7 +113,7 @@ def fit_throughput(module: ScalpGrader, args: argparse.Namespace, steps: int, **
 
 def main() -> None:
     """Measures every backbone, batch size and mode; appends the table to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--backbones", nargs="*", default=["effnet_b4", "effnet_b0"])
     parser.add_argument("--batches", nargs="*", type=int, default=[16, 64])
     parser.add_argument("--size", type=int, default=448)
@@ -135,16 +130,26 @@ def main() -> None:
         return
     torch.backends.cudnn.benchmark = True
     root = replicated_dataset(args.work_dir, args.images)
-    data = OmegaConf.to_container(OmegaConf.load(CONF / "data" / "aihub.yaml"))
-    data |= {"root": str(root), "image_size": args.size, "num_workers": args.workers}
-    data |= {"cache_dir": str(args.work_dir / "gpu-cache")}
+    data = data_settings(
+        compose(
+            "train",
+            [
+                f"data.root={root}",
+                f"data.image_size={args.size}",
+                f"data.num_workers={args.workers}",
+                f"data.cache_dir={args.work_dir / 'gpu-cache'}",
+            ],
+        ).data
+    )
     steps = args.warmup + args.steps + 1
     rows, best = [], {}
     for backbone in args.backbones:
         for batch_size in args.batches:
             device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
             premade = {
-                "image": torch.randn(batch_size, 3, args.size, args.size, device=device),
+                "image": torch.randint(
+                    0, 256, (batch_size, 3, args.size, args.size), dtype=torch.uint8, device=device
+                ),
                 "grades": torch.randint(0, 4, (batch_size, 6), device=device),
             }
             loader_free = fit_throughput(
@@ -173,10 +178,14 @@ def main() -> None:
         f"{args.images} synthetic photographs.",
         f"- Goal: loader-fed >= {GOAL:.0%} of loader-free in the best mode: " + "; ".join(verdicts),
     ]
-    if args.accelerator == "cpu":
-        print("\n".join(lines))  # a smoke check: nothing recorded
-        return
-    append_section("GPU feeding", lines, "lightning", "timm", note="random weights")
+    append_section(
+        "GPU feeding",
+        lines,
+        "lightning",
+        "timm",
+        note="random weights",
+        record=args.accelerator == "gpu" and not args.no_record,  # a CPU run is a smoke check
+    )
 
 
 if __name__ == "__main__":

@@ -1,25 +1,24 @@
 """Real-time inference benchmark: eager PyTorch vs ONNX Runtime on this machine's CPU.
 
 Batch-1 latency (median, p95) and batched throughput for each backbone at its configured
-image size; ONNX files come from the same exporter as ``python -m scalp_ml.export``. Prints a
-Markdown table and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+image size, on letterboxed uint8 images (normalisation is inside the model); ONNX files come from
+the same exporter as ``python -m scalp_ml.export``. Prints a Markdown table and appends it, with
+date, machine and command, to ``benchmarks/RESULTS.md`` (not with ``--no-record``).
 
 Run: ``make bench-infer`` (or ``python benchmarks/bench_infer.py --threads 2``).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from common import append_section, timings
+from common import append_section, argument_parser, timings
 
-from scalp_ml.export import onnx_bytes
-from scalp_ml.inference.predictors import Probabilities
-from scalp_ml.models.network import MultiHeadClassifier
+from scalp_ml.inference.export import onnx_bytes, random_images
+from scalp_ml.models.network import GradeProbabilities, GradingNetwork
 
 # (config name, timm backbone, image size): the demo model, the recipe's backbones, and
 # effnet_b0 at half the recipe's size.
@@ -40,14 +39,14 @@ def measure(backbone: str, size: int, batch: int, threads: int, seconds: float) 
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = Probabilities(MultiHeadClassifier(backbone)).eval()
-    example = torch.randn(2, 3, size, size)
+    model = GradeProbabilities(GradingNetwork(backbone)).eval()
+    example = random_images(2, (size, size), seed=0)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(
         onnx_bytes(model, example, {}), options, providers=["CPUExecutionProvider"]
     )
-    one, many = torch.randn(1, 3, size, size), torch.randn(batch, 3, size, size)
+    one, many = random_images(1, (size, size), 1), random_images(batch, (size, size), 2)
 
     def eager(images: torch.Tensor) -> Callable[[], object]:
         def run() -> object:
@@ -98,7 +97,7 @@ def verdict(name: str, size: int, r: dict[str, float], speedup: float, batch: in
 
 def main() -> None:
     """Measures every model and appends the table to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both runtimes")
     parser.add_argument("--batch", type=int, default=16, help="batch size of the throughput runs")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
@@ -134,6 +133,7 @@ def main() -> None:
         [*lines, "", *verdicts],
         "onnxruntime",
         note="random weights; latency is independent of training",
+        record=not args.no_record,
     )
 
 

@@ -4,14 +4,14 @@ Each run is ``python -m scalp_ml.train experiment=demo ...`` in a subprocess; a 
 the proportional set size (PSS: shared pages split between the processes that map them, so
 loader workers are not counted twice) of the run and its loader processes every 0.2 s. Also
 reports the largest single process's peak RSS (``getrusage``). Prints a Markdown table and
-appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+appends it, with date, machine and command, to ``benchmarks/RESULTS.md`` (not with
+``--no-record``).
 
 Run: ``make bench-memory`` (or ``python benchmarks/bench_memory.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import subprocess
@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import append_section, replicated_dataset, table
+from common import append_section, argument_parser, replicated_dataset, table
 
 WORK_DIR = Path(tempfile.gettempdir()) / "scalp_bench"
 # Short runs: memory peaks within the first batches of each loop.
@@ -81,7 +81,7 @@ def peak_memory(command: list[str]) -> tuple[float, float, float]:
 
 def main() -> None:
     """Measures both runs and appends the table to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--demo-images", type=int, default=2000)
     parser.add_argument("--cache-images", type=int, default=20000)
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="data, cache and runs")
@@ -116,7 +116,12 @@ def main() -> None:
         f"{args.cache_images * 160 * 160 * 3 / 1e9:.2f} GB; rows are read with `preadv`, so "
         "the page cache holds them, not the processes.",
     ]
-    append_section("Peak memory of training, CPU", lines, note="PSS sampled every 0.2 s")
+    append_section(
+        "Peak memory of training, CPU",
+        lines,
+        note="PSS sampled every 0.2 s",
+        record=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -2,32 +2,30 @@
 
 Trains the CPU demo recipe (``experiment=demo``) at several image sizes on the synthetic data,
 evaluates each best checkpoint on the synthetic test split, exports it with
-``scalp_ml.export`` and times the ONNX Runtime file at batch 1 and batched. Prints a Markdown
-table and appends it, with date, machine and command, to ``benchmarks/RESULTS.md``.
+``scalp_ml.export`` and times the ONNX Runtime file at batch 1 and batched on letterboxed uint8
+images. Prints a Markdown table and appends it, with date, machine and command, to
+``benchmarks/RESULTS.md`` (not with ``--no-record``).
 
 Run: ``make bench-tradeoff`` (or ``python benchmarks/bench_tradeoff.py --sizes 160 128 96``).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import torch
-from common import append_section, table, timings
-from hydra import compose, initialize_config_dir
+from common import append_section, argument_parser, compose, table, timings
 
 from scalp_ml.data.synthetic import generate
-from scalp_ml.export import export
+from scalp_ml.inference.export import export, random_images
 from scalp_ml.inference.predictors import OnnxPredictor
 from scalp_ml.train import train
 
-CONF_DIR = Path(__file__).parents[1] / "conf"
 TARGET_IMAGES_PER_SECOND = 100.0
 
 
-def train_demo(data: Path, size: int, run_dir: Path) -> tuple[float, Path]:
+def train_demo(data: Path, size: int, run_dir: Path, limits: list[str]) -> tuple[float, Path]:
     """Trains the demo recipe at ``size``; its test macro-F1 and best checkpoint."""
     overrides = [
         "experiment=demo",
@@ -36,17 +34,16 @@ def train_demo(data: Path, size: int, run_dir: Path) -> tuple[float, Path]:
         f"run_dir={run_dir}",
         "~callbacks.progress_bar",
         "+trainer.enable_progress_bar=false",
+        *limits,
     ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("train", overrides=overrides)
-    metrics = train(cfg)
+    metrics = train(compose("train", overrides))
     return metrics["test/macro_f1"], next((run_dir / "checkpoints").glob("best-*.ckpt"))
 
 
 def onnx_speed(checkpoint: Path, size: int, batch: int, threads: int) -> tuple[float, float]:
     """Images/s of the exported file at batch 1 and at ``batch`` (medians)."""
     predictor = OnnxPredictor(export(checkpoint, "onnx"), threads=threads)
-    one, many = torch.randn(1, 3, size, size), torch.randn(batch, 3, size, size)
+    one, many = (random_images(n, (size, size), n).numpy() for n in (1, batch))
     single = statistics.median(timings(lambda: predictor(one), seconds=4.0))
     batched = statistics.median(timings(lambda: predictor(many), seconds=4.0, min_runs=3))
     return 1 / single, batch / batched
@@ -54,19 +51,23 @@ def onnx_speed(checkpoint: Path, size: int, batch: int, threads: int) -> tuple[f
 
 def main() -> None:
     """Trains, evaluates and times each size; appends the table and verdict to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--images", type=int, default=2000, help="synthetic set size if absent")
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 128, 96])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_tradeoff"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="trainer.max_epochs (default: the recipe's)"
+    )
     args = parser.parse_args()
+    limits = [] if args.epochs is None else [f"trainer.max_epochs={args.epochs}"]
     torch.set_num_threads(args.threads)
     generate(args.data, n_images=args.images, seed=0)
     rows = []
     for size in args.sizes:
-        macro_f1, checkpoint = train_demo(args.data, size, args.out / f"size{size}")
+        macro_f1, checkpoint = train_demo(args.data, size, args.out / f"size{size}", limits)
         single, batched = onnx_speed(checkpoint, size, args.batch, args.threads)
         rows.append((size, macro_f1, single, batched))
         print(f"size {size}: test macro-F1 {macro_f1:.3f}, {single:.0f} / {batched:.0f} img/s")
@@ -108,7 +109,9 @@ def main() -> None:
         [*lines, "", verdict],
         "onnxruntime",
         note=f"synthetic data, {args.images} images; the demo recipe trained from scratch at "
-        "each size; macro-F1 on the synthetic test split",
+        f"each size{'' if args.epochs is None else f' (max_epochs={args.epochs})'}; macro-F1 on "
+        "the synthetic test split",
+        record=not args.no_record,
     )
 
 

@@ -8,28 +8,25 @@ after the first (warm-up); rounds alternate the two loops. Each epoch is timed t
 clock, and CPU time of this process (one torch thread), which other jobs on a shared machine
 barely disturb; Lightning's overhead is CPU work in this process, so the goal is judged on
 CPU time, with the wall-clock figures beside it. Prints a Markdown table and appends it, with
-date, machine and command, to ``benchmarks/RESULTS.md``.
+date, machine and command, to ``benchmarks/RESULTS.md`` (not with ``--no-record``).
 
 Run: ``make bench-train`` (or ``python benchmarks/bench_train.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from common import append_section, table
-from omegaconf import OmegaConf
+from common import append_section, argument_parser, compose, table
 from torch.utils.data import DataLoader, Dataset
 
 from scalp_ml.module import ScalpGrader
+from scalp_ml.training.job import build_module
 
-CONF = Path(__file__).parents[1] / "conf"
 GOAL = 0.03  # Lightning's share of the epoch time must not exceed this
 # What the Lightning run switches off: none of it is training, all of it costs time per step.
 TRAINER = {
@@ -45,11 +42,12 @@ TRAINER = {
 
 
 class Batches(Dataset):
-    """Normalised random images and grades, made once."""
+    """Random uint8 images (what the loader gives the network) and grades, made once."""
 
     def __init__(self, count: int, size: int) -> None:
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(count, 3, size, size, generator=generator)
+        shape = (count, 3, size, size)
+        self.images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
         self.grades = torch.randint(0, 4, (count, 6), generator=generator)
 
     def __len__(self) -> int:
@@ -87,9 +85,7 @@ class EpochTimer(L.Callback):
 def grader() -> ScalpGrader:
     """The tiny demo model with the recipe's loss and optimizer, same initial weights."""
     torch.manual_seed(0)
-    groups = {"model": "tiny", "optimizer": "adamw", "loss": "focal"}
-    conf = {group: OmegaConf.load(CONF / group / f"{name}.yaml") for group, name in groups.items()}
-    return ScalpGrader(**{group: OmegaConf.to_container(value) for group, value in conf.items()})
+    return build_module(compose("train", ["model=tiny", "optimizer=adamw", "loss=focal"]))
 
 
 def plain_epochs(loader: DataLoader, epochs: int) -> list[tuple[float, float]]:
@@ -120,7 +116,7 @@ def lightning_epochs(loader: DataLoader, epochs: int) -> list[tuple[float, float
 
 def main() -> None:
     """Measures both loops and appends the table to RESULTS.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per epoch")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=128, help="image side")
@@ -169,6 +165,7 @@ def main() -> None:
         lines,
         "lightning",
         note="shared, noisy machine: rounds alternate the two loops",
+        record=not args.no_record,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -12,8 +13,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from hydra import compose as compose_config
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+
+import scalp_ml.config  # noqa: F401  (registers the config schemas, as every command does)
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+CONF_DIR = Path(__file__).parents[1] / "conf"
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser (described by its docstring's first line), with ``--no-record``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--no-record", action="store_true", help="print the results; do not append to RESULTS.md"
+    )
+    return parser
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """A config as ``python -m scalp_ml.<command> <overrides>`` composes it."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose_config(config_name, overrides=overrides)
 
 
 def timings(
@@ -60,8 +82,13 @@ def table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]:
     return lines
 
 
-def append_section(title: str, lines: Iterable[str], *modules: str, note: str = "") -> None:
-    """Appends a dated section (machine, the command that ran, ``lines``) to RESULTS.md."""
+def append_section(
+    title: str, lines: Iterable[str], *modules: str, note: str = "", record: bool = True
+) -> None:
+    """Prints a dated section (machine, the command that ran, ``lines``).
+
+    With ``record`` (a run without ``--no-record``) the section is also appended to RESULTS.md.
+    """
     command = " ".join(["python", *sys.argv]).strip()
     section = [
         f"### {title} — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -70,9 +97,10 @@ def append_section(title: str, lines: Iterable[str], *modules: str, note: str = 
         "",
         *lines,
     ]
-    with RESULTS.open("a", encoding="utf-8") as results:
-        results.write("\n" + "\n".join(section) + "\n")
     print("\n".join(section), flush=True)
+    if record:
+        with RESULTS.open("a", encoding="utf-8") as results:
+            results.write("\n" + "\n".join(section) + "\n")
 
 
 def replicated_dataset(out_dir: Path, n_images: int, distinct: int = 50) -> Path:
