@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from scalp_ml.models.tta import TTA_MODES, TestTimeAugmentation, views
+from scalp_ml.models.tta import TTA_MODES, ViewAveraging, views
 
 
 class PooledProbabilities(nn.Module):
@@ -30,14 +30,14 @@ def test_tta_of_a_flip_invariant_model_equals_no_tta(mode: str) -> None:
     torch.manual_seed(0)
     model = PooledProbabilities()
     images = torch.randint(0, 256, (3, 3, 12, 16), dtype=torch.uint8)
-    torch.testing.assert_close(TestTimeAugmentation(model, mode)(images), model(images))
+    torch.testing.assert_close(ViewAveraging(model, mode)(images), model(images))
 
 
 def test_hflip_averages_the_image_and_its_mirror() -> None:
     model = LeftHalf()
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     expected = (model(images) + model(images.flip(-1))) / 2
-    torch.testing.assert_close(TestTimeAugmentation(model, "hflip")(images), expected)
+    torch.testing.assert_close(ViewAveraging(model, "hflip")(images), expected)
     assert not torch.allclose(expected, model(images))
 
 
@@ -49,4 +49,4 @@ def test_views_are_the_symmetries_of_the_square() -> None:
         assert len(found) == count
         assert len({tuple(view.flatten().tolist()) for view in found}) == count  # all distinct
     with pytest.raises(ValueError, match="expected one of"):
-        TestTimeAugmentation(LeftHalf(), "rot90")
+        ViewAveraging(LeftHalf(), "rot90")

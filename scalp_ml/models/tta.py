@@ -36,7 +36,7 @@ def views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
     return found
 
 
-class TestTimeAugmentation(nn.Module):
+class ViewAveraging(nn.Module):
     """Averages a probability model's outputs over the views of ``mode``.
 
     Args:
