@@ -75,6 +75,15 @@ class ExportFormat(StrEnum):
     torchscript = "torchscript"
 
 
+class TTA(StrEnum):
+    """Test-time augmentation: the views averaged (scalp_ml.models.tta)."""
+
+    none = "none"
+    hflip = "hflip"
+    flip4 = "flip4"
+    d4 = "d4"
+
+
 class Optimizer(StrEnum):
     """Optimizers the module builds."""
 
@@ -151,6 +160,7 @@ class ModelConfig:
     head: Head = MISSING
     mean: list[float] | None = None
     std: list[float] | None = None
+    tta: TTA = MISSING
 
 
 @dataclass
@@ -191,6 +201,7 @@ class EvalConfig:
     split: Split = MISSING
     data_root: str | None = None
     device: Device = MISSING
+    tta: TTA | None = None
     batch_size: int | None = None
     num_workers: int | None = None
     out_dir: str = MISSING
@@ -205,6 +216,7 @@ class PredictConfig:
     inputs: str = MISSING
     explain: bool = MISSING
     device: Device = MISSING
+    tta: TTA | None = None
     batch_size: int = MISSING
     threads: int = MISSING
     out_dir: str = MISSING
@@ -217,6 +229,7 @@ class ExportConfig:
     ckpt_path: str = MISSING
     format: ExportFormat = MISSING
     out: str | None = None
+    tta: TTA | None = None
 
 
 def register() -> None:

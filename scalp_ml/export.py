@@ -16,9 +16,10 @@ from scalp_ml.cli import run_command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry."""
+    from scalp_ml.config import plain
     from scalp_ml.inference.export import export
 
-    export(cfg.ckpt_path, cfg.format, cfg.out)
+    export(cfg.ckpt_path, plain(cfg.format), cfg.out, plain(cfg.tta))
 
 
 def cli() -> None:

@@ -12,10 +12,18 @@ import torch
 from scalp_ml.evaluation.collapse import single_grade_heads
 from scalp_ml.evaluation.metrics import GradingMetrics
 from scalp_ml.evaluation.predictions import prediction_outputs
-from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATOR_NAMES, INDICATORS
+from scalp_ml.labels import (
+    GRADES,
+    GRADES_KOREAN,
+    INDICATOR_NAMES,
+    INDICATORS,
+    NUM_GRADES,
+    NUM_INDICATORS,
+)
 from scalp_ml.models.losses import COUNTED_LOSSES, GradeLoss, build_loss, check_head
 from scalp_ml.models.migration import CHECKPOINT_VERSION, VERSION_KEY, migrate
-from scalp_ml.models.network import GradeProbabilities, GradingNetwork
+from scalp_ml.models.network import DeployedGrader, GradingNetwork
+from scalp_ml.models.tta import check_mode
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,8 @@ class ScalpGrader(L.LightningModule):
             ``class_balanced_focal``. ``None``: taken from the datamodule (its
             ``train_grade_counts()``) when fitting starts, then saved with the other
             hyper-parameters.
+        tta: Test-time augmentation of the deployed model: ``none``, ``hflip``, ``flip4`` or
+            ``d4`` (:mod:`scalp_ml.models.tta`).
 
     Raises:
         ValueError: An unknown optimizer or loss, a head the loss cannot train, bad loss
@@ -76,16 +86,20 @@ class ScalpGrader(L.LightningModule):
         beta: float = 0.999,
         drw_epoch: int | None = None,
         grade_counts: list[list[int]] | None = None,
+        tta: str = "none",
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
         check_head(loss, head)
+        check_mode(tta)
         self.save_hyperparameters()
         # A loss with priors or weights and no counts yet is built in setup().
         waits_for_counts = grade_counts is None and loss in COUNTED_LOSSES
         self.loss: GradeLoss | None = None if waits_for_counts else self._build_loss()
         self.net = GradingNetwork(backbone, dropout, mean, std, head)
+        # Fitted on validation after training when asked (scalp_ml.evaluation.offsets).
+        self.register_buffer("decision_offsets", torch.zeros(NUM_INDICATORS, NUM_GRADES))
         self.val_metrics = GradingMetrics()
         self._collapsed_heads: set[str] = set()  # heads warned about (on_validation_epoch_end)
 
@@ -126,9 +140,12 @@ class ScalpGrader(L.LightningModule):
         """Raw head outputs of uint8 images ``[B, 3, H, W]`` (see ``GradingNetwork.forward``)."""
         return self.net(images)
 
-    def deployable(self) -> GradeProbabilities:
-        """The network as it is exported and served: images to grade probabilities."""
-        return GradeProbabilities(self.net)
+    def deployable(self) -> DeployedGrader:
+        """The model as it is exported and served: images to grade probabilities.
+
+        It applies this module's test-time augmentation (``tta``) and decision offsets.
+        """
+        return DeployedGrader(self.net, self.decision_offsets, self.hparams.tta)
 
     def on_train_epoch_start(self) -> None:
         """Tells the loss the epoch (deferred re-weighting; also right after a resume)."""

@@ -20,6 +20,7 @@ from scalp_ml.cli import run_command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry."""
+    from scalp_ml.config import plain
     from scalp_ml.inference.prediction import predict
 
     predict(
@@ -27,9 +28,10 @@ def main(cfg: DictConfig) -> None:
         cfg.inputs,
         Path(cfg.out_dir),
         cfg.explain,
-        cfg.device,
+        plain(cfg.device),
         cfg.batch_size,
         cfg.threads,
+        plain(cfg.tta),
     )
 
 

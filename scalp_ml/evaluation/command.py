@@ -28,7 +28,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             message says which override points to the data).
     """
     checkpoint = Path(cfg.ckpt_path)
-    predictor = load_predictor(checkpoint, cfg.device)
+    predictor = load_predictor(checkpoint, plain(cfg.device), plain(cfg.tta))
     datamodule = ScalpDataModule(**data_settings(predictor.data, cfg, checkpoint))
     datamodule.setup()
     if isinstance(predictor, OnnxPredictor):

@@ -10,9 +10,12 @@ stored in the model, so the checkpoint, the ONNX export and every command apply 
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from scalp_ml.labels import NUM_GRADES
+import numpy as np
+import torch
+
+from scalp_ml.labels import GRADES, INDICATOR_NAMES, NUM_GRADES
 
 GRID = np.round(np.arange(-3.0, 3.01, 0.25), 2)  # log-probability shifts tried for each grade
 ROUNDS = 3  # passes over the grades of an indicator
@@ -71,3 +74,34 @@ def fit_offsets(
                 near_best = grid[np.asarray(results) >= max(results) - min_gain]
                 offsets[indicator, grade] = near_best[np.argmin(np.abs(near_best))]
     return offsets
+
+
+@dataclass(frozen=True)
+class OffsetsComparison:
+    """Fitted offsets, and each split's metrics without them (the report shows both).
+
+    Attributes:
+        offsets: The offsets ``[6, 4]`` the graded model applies.
+        without: Per split, the metrics of the same predictions without the offsets.
+    """
+
+    offsets: np.ndarray
+    without: dict[str, dict[str, torch.Tensor]]
+
+    def markdown(self, results: dict[str, dict[str, torch.Tensor]]) -> str:
+        """Per indicator: the offsets, and each split's macro-F1 without and with them."""
+        stages = list(results)
+        header = ["indicator", *(f"offset {grade}" for grade in GRADES[1:])]
+        header += [f"{stage} without -> with" for stage in stages]
+        lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        for index, name in enumerate((*INDICATOR_NAMES, "overall")):
+            key = "macro_f1" if name == "overall" else f"macro_f1/{name}"
+            shifts = (
+                [""] * 3 if name == "overall" else [f"{v:+.2f}" for v in self.offsets[index, 1:]]
+            )
+            changes = [
+                f"{float(self.without[stage][key]):.3f} -> {float(results[stage][key]):.3f}"
+                for stage in stages
+            ]
+            lines.append("| " + " | ".join([name, *shifts, *changes]) + " |")
+        return "\n".join(lines)

@@ -71,9 +71,7 @@ class Predictions:
         return pd.DataFrame(columns)
 
 
-def predict_split(
-    trainer: L.Trainer, module: L.LightningModule, loader: DataLoader, ckpt_path: str | None
-) -> Predictions:
+def predict_split(trainer: L.Trainer, module: L.LightningModule, loader: DataLoader) -> Predictions:
     """Grades every image of ``loader`` with Lightning's prediction loop.
 
     Under DDP each rank grades its own share (every image exactly once) and the shares are
@@ -83,9 +81,8 @@ def predict_split(
         trainer: The trainer (its devices, precision and strategy are used).
         module: A LightningModule whose ``predict_step`` returns :func:`prediction_outputs`.
         loader: The split's batches.
-        ckpt_path: Checkpoint whose weights to load first; ``None``: the module's as they are.
     """
-    outputs = trainer.predict(module, dataloaders=loader, ckpt_path=ckpt_path)
+    outputs = trainer.predict(module, dataloaders=loader)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         shares: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
         dist.all_gather_object(shares, outputs)

@@ -17,6 +17,7 @@ from scalp_ml.atomic import atomic_write_text, save_figure
 from scalp_ml.evaluation.bootstrap import Interval
 from scalp_ml.evaluation.evidence import Evidence
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
+from scalp_ml.evaluation.offsets import OffsetsComparison
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
 from scalp_ml.reference import MACRO_F1, OVERALL_MACRO_F1, TEST_HAMMING_ACCURACY
 
@@ -166,12 +167,15 @@ def write_report(
     evidence: Evidence,
     context: Mapping[str, Any],
     metrics_csv: Path | None = None,
+    offsets: OffsetsComparison | None = None,
 ) -> Path:
     """Writes ``report.md``, ``metrics.json``, ``confusion_<stage>.png`` (and learning curves).
 
     ``metrics.json`` holds ``context``, each stage's metrics, ``majority_baseline``,
     ``intervals`` (per stage and key: ``estimate``, ``low``, ``high``) and ``collapsed`` (per
-    stage: the reason per collapsed indicator).
+    stage: the reason per collapsed indicator); with decision offsets also
+    ``decision_offsets`` (``[6, 4]``) and ``without_offsets`` (each stage's metrics without
+    them).
 
     Args:
         out_dir: Folder of the report.
@@ -180,6 +184,7 @@ def write_report(
         evidence: Each stage's bootstrap intervals and collapsed heads.
         context: What the numbers belong to: checkpoint, split file, strategy, image counts.
         metrics_csv: Lightning's CSV log of the training run, for the learning curves.
+        offsets: Decision offsets applied by the graded model, and the metrics without them.
 
     Returns:
         The Markdown report's path.
@@ -191,6 +196,9 @@ def write_report(
         for stage, intervals in evidence.intervals.items()
     }
     document["collapsed"] = evidence.collapsed
+    if offsets is not None:
+        document["decision_offsets"] = offsets.offsets.tolist()
+        document["without_offsets"] = metrics_json(offsets.without)
     atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2))
     for stage, values in results.items():
         save_figure(
@@ -212,6 +220,13 @@ def write_report(
         sections.append(
             f"Test Hamming accuracy: **{hamming}** {interval} (study: {TEST_HAMMING_ACCURACY})."
         )
+    if offsets is not None:
+        sections += [
+            "## Decision offsets (fitted on the validation split only)",
+            "Added to each grade's log-probability before the argmax (grade 0: 0). Macro-F1 of "
+            "the same predictions without and with them:",
+            offsets.markdown(results),
+        ]
     for stage, values in results.items():
         sections += [f"## Per grade ({stage})", detail_markdown(values)]
     sections.append(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.datamodule import ScalpDataModule
 from scalp_ml.evaluation.evidence import EvidenceSettings, gather_evidence
 from scalp_ml.evaluation.metrics import GradingMetrics, majority_baseline
+from scalp_ml.evaluation.offsets import OffsetsComparison, apply_offsets
 from scalp_ml.evaluation.predictions import Predictions, predict_split
 from scalp_ml.evaluation.report import write_report
 from scalp_ml.training.wandb_media import log_results
@@ -38,8 +41,8 @@ def evaluate_splits(
     out_dir: Path,
     context: Mapping[str, Any],
     settings: EvidenceSettings,
-    ckpt_path: str | None = None,
     metrics_csv: Path | None = None,
+    decision_offsets: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Grades each split (never augmented), scores it and writes the report into ``out_dir``.
 
@@ -58,17 +61,26 @@ def evaluate_splits(
         out_dir: Folder of the report.
         context: What the numbers belong to (checkpoint, ...); split facts are added.
         settings: Bootstrap resamples, seed and level, and the collapse margin.
-        ckpt_path: Weights to load into ``module`` first.
         metrics_csv: The training run's CSV log, for the learning curves.
+        decision_offsets: The offsets ``[6, 4]`` the module applies, if any: the report then
+            also scores the predictions without them.
 
     Returns:
-        Scalar metrics keyed ``<split>/<metric>``.
+        Scalar metrics keyed ``<split>/<metric>`` (and ``<split>/without_offsets/<metric>``).
     """
     predictions = {
-        split: predict_split(trainer, module, datamodule.dataloader(split), ckpt_path)
-        for split in splits
+        split: predict_split(trainer, module, datamodule.dataloader(split)) for split in splits
     }
     results: Results = {split: score(found) for split, found in predictions.items()}
+    offsets = None
+    if decision_offsets is not None and np.any(decision_offsets):
+        without = {  # undoing the offsets: the probabilities before them
+            split: score(
+                replace(found, probabilities=apply_offsets(found.probabilities, -decision_offsets))
+            )
+            for split, found in predictions.items()
+        }
+        offsets = OffsetsComparison(np.asarray(decision_offsets), without)
     if trainer.is_global_zero:
         train_grades = torch.from_numpy(datamodule.datasets["train"].grades)
         baseline = {
@@ -89,11 +101,18 @@ def evaluate_splits(
                 out_dir / f"predictions_{split}.csv", found.table().to_csv(index=False)
             )
         evidence = gather_evidence(predictions, results, baseline, settings)
-        report = write_report(out_dir, results, baseline, evidence, context, metrics_csv)
+        report = write_report(out_dir, results, baseline, evidence, context, metrics_csv, offsets)
         log_results(trainer, results, evidence)
         log.info("Report written to %s", report)
+    scalars = _scalars(results)
+    if offsets is not None:
+        scalars |= _scalars(offsets.without, "/without_offsets")
+    return scalars
+
+
+def _scalars(results: Results, infix: str = "") -> dict[str, float]:
     return {
-        f"{split}/{key}": float(value)
+        f"{split}{infix}/{key}": float(value)
         for split, values in results.items()
         for key, value in values.items()
         if value.ndim == 0

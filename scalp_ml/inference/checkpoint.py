@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import torch
 
+from scalp_ml.atomic import atomic_write_bytes
 from scalp_ml.models.migration import migrate
 from scalp_ml.module import ScalpGrader
 
@@ -29,12 +31,32 @@ class LoadedCheckpoint:
     data: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", tta: str | None = None
+) -> LoadedCheckpoint:
     """Rebuilds the model from a checkpoint alone, without downloading any weights.
+
+    ``tta`` replaces the checkpoint's test-time augmentation (``None``: keep it).
+
+    Raises:
+        FileNotFoundError: ``path`` names no file.
+        CheckpointError: The file is not a loadable scalp_ml checkpoint (the message names it).
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    hparams = checkpoint["hyper_parameters"] | ({"tta": tta} if tta else {})
+    model = ScalpGrader(**hparams)
+    model.load_state_dict(checkpoint["state_dict"])
+    data = dict(checkpoint["datamodule_hyper_parameters"])
+    return LoadedCheckpoint(Path(path), model.eval(), data)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A scalp_ml checkpoint's contents, upgraded to today's layout.
 
     Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``), so a
     tampered file cannot run code. Checkpoints of earlier scalp_ml versions are upgraded
-    (:mod:`scalp_ml.models.migration`).
+    (:mod:`scalp_ml.models.migration`). Its ``state_dict`` holds the weights a model is
+    graded with (with weight averaging: the averaged ones).
 
     Raises:
         FileNotFoundError: ``path`` names no file.
@@ -68,6 +90,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path} is not a scalp_ml training checkpoint: it lacks {missing}")
     migrate(checkpoint, str(path))
-    model = ScalpGrader(**checkpoint["hyper_parameters"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return LoadedCheckpoint(path, model.eval(), dict(checkpoint["datamodule_hyper_parameters"]))
+    return checkpoint
+
+
+def write_with_offsets(source: str | Path, target: Path, offsets: torch.Tensor) -> Path:
+    """Writes ``source`` again as ``target`` (atomically) with these decision offsets."""
+    checkpoint = read_checkpoint(source)
+    checkpoint["state_dict"]["decision_offsets"] = offsets.detach().cpu().float()
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return atomic_write_bytes(target, buffer.getvalue())

@@ -45,6 +45,7 @@ def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "grades_korean": list(GRADES_KOREAN),
         "checkpoint": loaded.path.name,
         "model": dict(loaded.model.hparams),
+        "decision_offsets": loaded.model.decision_offsets.tolist(),
         "data": loaded.data,
         "scalp_ml_version": scalp_ml.__version__,
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -93,13 +94,19 @@ def random_images(count: int, image_size: tuple[int, int], seed: int) -> torch.T
     return torch.randint(0, 256, (count, 3, *image_size), dtype=torch.uint8, generator=generator)
 
 
-def export(ckpt_path: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
+def export(
+    ckpt_path: str | Path,
+    format: str = "onnx",
+    out: str | Path | None = None,
+    tta: str | None = None,
+) -> Path:
     """Exports a checkpoint and checks the file reproduces its probabilities.
 
     Args:
         ckpt_path: Training checkpoint.
         format: ``onnx`` or ``torchscript``.
         out: Output file; default: beside the checkpoint, ``.onnx`` or ``.pt``.
+        tta: Test-time augmentation inside the file; ``None``: the checkpoint's.
 
     Returns:
         The written file.
@@ -112,7 +119,7 @@ def export(ckpt_path: str | Path, format: str = "onnx", out: str | Path | None =
     write = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}[format]
     suffix = FORMATS[format]
     checkpoint = Path(ckpt_path)
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, tta=tta)
     model = loaded.model.deployable().eval()
     image_size = input_size(loaded.data["image_size"])
     data = write(model, random_images(2, image_size, 0), export_metadata(loaded))

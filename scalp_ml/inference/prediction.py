@@ -132,17 +132,19 @@ def predict(
     device: str = "auto",
     batch_size: int = 16,
     threads: int = 2,
+    tta: str | None = None,
 ) -> list[dict[str, Any]]:
     """Grades every image of ``inputs`` and writes the predictions into ``out_dir``.
 
     Writes ``predictions.csv`` (UTF-8 with BOM, so Excel shows the Korean) and
     ``predictions.json``; with ``explain``, one Grad-CAM figure per image under ``explain/``
-    at the image's path relative to ``inputs``.
+    at the image's path relative to ``inputs``. ``tta`` replaces a checkpoint's test-time
+    augmentation (``None``: as trained; an ONNX file has its own).
 
     Raises:
         NothingGradedError: No image could be read (after the files are written).
     """
-    predictor = load_predictor(ckpt_path, device)
+    predictor = load_predictor(ckpt_path, device, tta)
     if explain and not isinstance(predictor, CheckpointPredictor):
         raise ValueError("explain=true needs a checkpoint (.ckpt); ONNX files have no gradients")
     dataset = Photographs(find_images(inputs), predictor.image_size)

@@ -36,7 +36,7 @@ class CheckpointPredictor:
         module: The checkpoint's :class:`~scalp_ml.module.ScalpGrader` (eval mode).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", tta: str | None = None) -> None:
         import torch
 
         from scalp_ml.inference.checkpoint import load_checkpoint
@@ -44,7 +44,7 @@ class CheckpointPredictor:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        loaded = load_checkpoint(path, map_location=self.device)
+        loaded = load_checkpoint(path, map_location=self.device, tta=tta)
         self.module = loaded.model.to(self.device).eval()
         self.data = loaded.data
         self.image_size = input_size(loaded.data["image_size"])
@@ -89,14 +89,26 @@ class OnnxPredictor:
         return self.session.run(None, {self.input_name: images})[0]
 
 
-def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
+def load_predictor(path: str | Path, device: str = "auto", tta: str | None = None) -> Predictor:
     """ONNX Runtime for ``.onnx`` files, eager PyTorch for checkpoints.
+
+    Args:
+        path: The checkpoint or ONNX file.
+        device: ``auto``, ``cpu`` or ``cuda`` (checkpoints).
+        tta: Test-time augmentation replacing the checkpoint's; ``None``: as trained. An ONNX
+            file has its own inside (chosen at export).
 
     Raises:
         FileNotFoundError: ``path`` names no file.
+        ValueError: ``tta`` asked of an ONNX file.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"ckpt_path={path}: no such file")
     if Path(path).suffix == ".onnx":
+        if tta is not None:
+            raise ValueError(
+                f"tta={tta}: {path} has its test-time augmentation inside (set at export: "
+                "python -m scalp_ml.export ... tta=...); leave tta unset for ONNX files"
+            )
         return OnnxPredictor(path)
-    return CheckpointPredictor(path, device)
+    return CheckpointPredictor(path, device, tta)

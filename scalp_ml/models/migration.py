@@ -3,7 +3,8 @@
 Version 1 (before November 2026's "one road" change) nested the hyper-parameters in ``model``,
 ``optimizer`` (with a ``_target_``) and ``loss`` dicts, and normalised images in the data
 pipeline (``mean``/``std`` among the datamodule's settings). Version 2 gives the module typed
-plain arguments and keeps the normalisation inside the network as buffers.
+plain arguments and keeps the normalisation inside the network as buffers. Version 3 adds the
+decision offsets (a ``[6, 4]`` buffer, zeros unless fitted).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 VERSION_KEY = "scalp_ml_checkpoint_version"
 DROPPED_DATA_SETTINGS = ("mean", "std", "normalize_on_device")
 
@@ -27,8 +28,18 @@ def migrate(checkpoint: dict[str, Any], source: str) -> None:
         checkpoint: What ``torch.load`` returned.
         source: The file it came from, for the log.
     """
-    if checkpoint.get(VERSION_KEY, 1) >= CHECKPOINT_VERSION:
+    version = checkpoint.get(VERSION_KEY, 1)
+    if version >= CHECKPOINT_VERSION:
         return
+    if version < 2:
+        _to_version_2(checkpoint)
+    checkpoint["state_dict"].setdefault("decision_offsets", torch.zeros(6, 4))
+    checkpoint[VERSION_KEY] = CHECKPOINT_VERSION
+    log.info("%s was written by an earlier scalp_ml: its layout was upgraded on load", source)
+
+
+def _to_version_2(checkpoint: dict[str, Any]) -> None:
+    """Typed hyper-parameters; the normalisation moves from the data settings to buffers."""
     hparams = checkpoint["hyper_parameters"]
     data = checkpoint.get("datamodule_hyper_parameters", {})
     if "model" in hparams:
@@ -52,5 +63,3 @@ def migrate(checkpoint: dict[str, Any], source: str) -> None:
         )
     for key in DROPPED_DATA_SETTINGS:
         data.pop(key, None)
-    checkpoint[VERSION_KEY] = CHECKPOINT_VERSION
-    log.info("%s was written by an earlier scalp_ml: its layout was upgraded on load", source)

@@ -16,6 +16,7 @@ from torch import nn
 
 from scalp_ml.models.backbones import create_backbone
 from scalp_ml.models.heads import GradeHeads, grade_probabilities
+from scalp_ml.models.tta import ViewAveraging
 
 
 class GradingNetwork(nn.Module):
@@ -69,10 +70,7 @@ class GradingNetwork(nn.Module):
 
 
 class GradeProbabilities(nn.Module):
-    """The deployed model: a grading network's grade probabilities ``[B, 6, 4]``, any head.
-
-    What export writes and what every predictor runs, so all of them agree.
-    """
+    """A grading network's grade probabilities ``[B, 6, 4]``, whatever its head."""
 
     def __init__(self, network: GradingNetwork) -> None:
         super().__init__()
@@ -81,3 +79,23 @@ class GradeProbabilities(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Grade probabilities of uint8 letterboxed images ``[B, 3, H, W]``."""
         return self.network.probabilities(self.network(images))
+
+
+class DeployedGrader(nn.Module):
+    """The model as exported and served: images to final grade probabilities ``[B, 6, 4]``.
+
+    The network's probabilities, averaged over the test-time augmentation views
+    (:mod:`scalp_ml.models.tta`), then shifted by the decision offsets ``[6, 4]`` (added to
+    the log-probabilities before a softmax: :mod:`scalp_ml.evaluation.offsets`; zeros change
+    nothing). Export writes it and every predictor runs it, so all of them agree.
+    """
+
+    def __init__(self, network: GradingNetwork, offsets: torch.Tensor, tta: str = "none") -> None:
+        super().__init__()
+        self.views = ViewAveraging(GradeProbabilities(network), tta)
+        self.offsets = offsets
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Final grade probabilities of uint8 letterboxed images ``[B, 3, H, W]``."""
+        log_p = self.views(images).clamp_min(1e-12).log()
+        return (log_p + self.offsets).softmax(dim=-1)

@@ -13,6 +13,12 @@ from torch import nn
 TTA_MODES = ("none", "hflip", "flip4", "d4")
 
 
+def check_mode(mode: str) -> None:
+    """Raises ValueError naming the allowed modes unless ``mode`` is one of them."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta={mode!r}: expected one of {list(TTA_MODES)}")
+
+
 def views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """The images ``[B, C, H, W]`` as the views of ``mode``.
 
@@ -23,8 +29,7 @@ def views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:
     Raises:
         ValueError: Unknown mode.
     """
-    if mode not in TTA_MODES:
-        raise ValueError(f"tta={mode!r}: expected one of {list(TTA_MODES)}")
+    check_mode(mode)
     found = [images]
     if mode in ("hflip", "flip4", "d4"):
         found.append(images.flip(-1))
@@ -46,7 +51,7 @@ class ViewAveraging(nn.Module):
 
     def __init__(self, model: nn.Module, mode: str = "none") -> None:
         super().__init__()
-        views(torch.empty(0, 1, 1, 1), mode)  # refuses an unknown mode now
+        check_mode(mode)
         self.model = model
         self.mode = mode
 

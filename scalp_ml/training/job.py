@@ -23,7 +23,10 @@ from omegaconf import DictConfig
 from scalp_ml.config import plain
 from scalp_ml.data.datamodule import ScalpDataModule
 from scalp_ml.evaluation.evidence import EvidenceSettings
+from scalp_ml.evaluation.offsets import fit_offsets
+from scalp_ml.evaluation.predictions import predict_split
 from scalp_ml.evaluation.runner import evaluate_splits
+from scalp_ml.inference.checkpoint import read_checkpoint, write_with_offsets
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
 from scalp_ml.training.loggers import build_loggers, finish_wandb
@@ -64,7 +67,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for logger in trainer.loggers:  # the whole run config (W&B: the run's config panel)
             logger.log_hyperparams(plain(cfg))
         settings = EvidenceSettings(**plain(cfg.evaluation))
-        return _fit_and_evaluate(trainer, model, datamodule, ckpt_path, run_dir, settings)
+        offsets_seed = cfg.seed if cfg.decision_offsets else None
+        return _fit_and_evaluate(
+            trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
+        )
     finally:
         finish_wandb(loggers)
 
@@ -85,6 +91,7 @@ def build_module(cfg: DictConfig) -> ScalpGrader:
         mean=model["mean"],
         std=model["std"],
         head=model["head"],
+        tta=model["tta"],
         optimizer=optimizer["name"],
         lr=optimizer["lr"],
         weight_decay=optimizer["weight_decay"],
@@ -110,25 +117,43 @@ def _fit_and_evaluate(
     ckpt_path: str | None,
     run_dir: Path,
     settings: EvidenceSettings,
+    offsets_seed: int | None,
 ) -> dict[str, float]:
-    """Fits, then grades val and test with the best checkpoint and writes the report."""
+    """Fits, then grades val and test with the best checkpoint and writes the report.
+
+    With an ``offsets_seed`` (``decision_offsets=true``), decision offsets are fitted on the
+    validation split's predictions of the best checkpoint and saved with its weights as
+    ``checkpoints/best-tuned.ckpt``, which is then graded (the report also shows the scores
+    without the offsets).
+    """
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException as stop:  # CheckpointOnSigterm saved last.ckpt
         raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
+    if best:  # its state_dict: the weights that scored best (averaged ones with weight averaging)
+        model.load_state_dict(read_checkpoint(best)["state_dict"])
+    else:
         log.warning("No best checkpoint was saved; evaluating the weights as they are")
+    graded = best or "(none: final weights)"
+    if offsets_seed is not None:
+        validation = predict_split(trainer, model, datamodule.dataloader("val"))
+        offsets = fit_offsets(validation.probabilities, validation.grades, offsets_seed)
+        model.decision_offsets.copy_(torch.from_numpy(offsets))
+        log.info("Decision offsets fitted on the validation split: %s", offsets.tolist())
+        if best and trainer.is_global_zero:
+            tuned = Path(best).with_name("best-tuned.ckpt")
+            graded = str(write_with_offsets(best, tuned, model.decision_offsets))
     return evaluate_splits(
         trainer,
         model,
         datamodule,
         ("val", "test"),
         run_dir,
-        {"checkpoint": best or "(none: final weights)"},
-        ckpt_path=best or None,
+        {"checkpoint": graded},
         metrics_csv=run_dir / "metrics.csv",
         settings=settings,
+        decision_offsets=model.decision_offsets.cpu().numpy(),
     )
 
 
