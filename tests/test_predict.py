@@ -126,10 +126,12 @@ def test_evaluate_predict_and_the_onnx_export_give_the_same_probabilities(
 def test_predicting_with_onnx_imports_neither_torch_nor_lightning(
     onnx_file: Path, photos: Path, tmp_path: Path
 ) -> None:
+    # The real command, as a user runs it (Hydra, its callbacks and all).
     script = (
-        "import sys; from pathlib import Path; "
-        "from scalp_ml.inference.prediction import predict; "
-        f"predict({str(onnx_file)!r}, {str(photos / '*.jpg')!r}, Path({str(tmp_path)!r})); "
+        "import runpy, sys; "
+        f"sys.argv = ['scalp_ml.predict', 'ckpt_path={onnx_file}', "
+        f"\"inputs='{photos / '*.jpg'}'\", 'out_dir={tmp_path}', 'hydra.run.dir={tmp_path}']; "
+        "runpy.run_module('scalp_ml.predict', run_name='__main__'); "
         "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

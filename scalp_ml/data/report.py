@@ -13,10 +13,9 @@ import itertools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
@@ -30,6 +29,9 @@ from scalp_ml.data.aihub.pairing import Index, usable_manifest
 from scalp_ml.data.images import BadImageError
 from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
 from scalp_ml.labels import GRADES, INDICATOR_NAMES, NUM_GRADES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +201,10 @@ def _table_markdown(manifest: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _grades_figure(manifest: pd.DataFrame, splits: Mapping[str, list[str]]) -> plt.Figure:
+def _grades_figure(manifest: pd.DataFrame, splits: Mapping[str, list[str]]) -> Figure:
     """Share of each grade per split, one panel per indicator."""
+    import matplotlib.pyplot as plt  # slow import: only when the report is written
+
     by_name = manifest.set_index("name")
     sets = {"all": by_name, **{split: by_name.loc[splits[split]] for split in SPLITS}}
     figure, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES
@@ -49,6 +48,8 @@ def stratified_split(grades: np.ndarray, ratios: Sequence[float], seed: int) -> 
     columns keeps every grade's share close to ``ratios`` in each split: first train against
     the rest, then the rest into validation and test.
     """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # slow: scikit-learn
+
     if not np.isclose(sum(ratios), 1.0) or len(ratios) != len(SPLITS):
         raise ValueError(f"split ratios must be three numbers summing to 1, got {list(ratios)}")
     targets = grade_indicators(grades)
