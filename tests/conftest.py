@@ -20,6 +20,7 @@ FAST = [
     "experiment=demo",
     "data.image_size=64",
     "data.num_workers=0",
+    "data.cache=none",  # the JPEG path; tests/test_cache.py covers the cache
     "~callbacks.progress_bar",
     "+trainer.enable_progress_bar=false",
     "+trainer.enable_model_summary=false",

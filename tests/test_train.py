@@ -55,7 +55,7 @@ def test_best_checkpoint_loads_safely_and_rebuilds_the_model(demo_run: tuple[Pat
     assert model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 6, 4)
     assert checkpoint["hyper_parameters"]["backbone"] == "test_efficientnet"
     assert (
-        checkpoint["hyper_parameters"]["lr"] == 1e-3
+        checkpoint["hyper_parameters"]["lr"] == 2e-3
         and checkpoint["hyper_parameters"]["gamma"] == 2
     )
     assert Path(checkpoint["datamodule_hyper_parameters"]["root"]).is_absolute()
