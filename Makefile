@@ -62,7 +62,7 @@ bench-cli: install  ## start-up: every command's --help (goal < 3 s), predict wi
 bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
 	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2
 
-bench-recipes: install  ## the ablation: study recipe vs each change, the recommended recipe, seeds, hard set (~1 h)
+bench-recipes: install  ## the ablation: study recipe vs each change, the recommended recipe, seeds, hard set (~1.5 h)
 	$(PY) benchmarks/bench_recipes.py --data $(DATA) --images $(N_IMAGES)
 
 lint: install
