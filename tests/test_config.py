@@ -95,3 +95,32 @@ def test_each_command_has_its_own_quick_help() -> None:
         [sys.executable, "-m", "scalp_ml.evaluate", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "split: test" in result.stdout
+
+
+def test_recommended_demo_is_the_demo_plus_the_ablation_winner() -> None:
+    """experiment=recommended_demo trains exactly what benchmarks/RESULTS.md measured."""
+    winner = [
+        "model.head=corn",
+        "loss=corn",
+        "callbacks=ema",
+        "callbacks.ema.decay=0.99",
+        "data.image_size=[120,160]",
+        "model.tta=flip4",
+    ]
+    measured = compose_train(["experiment=demo", *winner, "run_dir=/tmp/unused"])
+    recommended = compose_train(["experiment=recommended_demo", "run_dir=/tmp/unused"])
+    assert recommended == measured
+
+
+def test_recommended_keeps_the_study_recipe_but_the_winning_changes() -> None:
+    study = compose_train(["run_dir=/tmp/unused"])
+    recommended = compose_train(["experiment=recommended", "run_dir=/tmp/unused"])
+    assert (recommended.model.head, recommended.loss.name, recommended.model.tta) == (
+        "corn",
+        "corn",
+        "flip4",
+    )
+    assert list(recommended.data.image_size) == [480, 640] and "ema" in recommended.callbacks
+    for key in ("optimizer", "trainer"):
+        assert recommended[key] == study[key], key
+    assert recommended.model.backbone == study.model.backbone == "efficientnet_b4"
