@@ -70,6 +70,13 @@ TRAINED |= {
         *TRAINED["native_resolution_160"],
     ],
 }
+# Round 3, added after round 2 left the pustule head collapsed: its winner with the balanced
+# sampler, and with twice the epochs (the CORN runs were still improving at the last epoch).
+WINNER_2 = TRAINED["corn + ema + native_160"]
+TRAINED |= {
+    "corn + ema + native_160 + balanced_sampler": [*WINNER_2, *TRAINED["balanced_sampler"]],
+    "corn + ema + native_160 + 48_epochs": [*WINNER_2, "trainer.max_epochs=48"],
+}
 STUDY = "study (focal)"
 TTA_MODES = ("flip4", "d4")
 RARE_SHARE = 0.05

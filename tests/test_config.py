@@ -105,7 +105,7 @@ def test_recommended_demo_is_the_demo_plus_the_ablation_winner() -> None:
         "callbacks=ema",
         "callbacks.ema.decay=0.99",
         "data.image_size=[120,160]",
-        "model.tta=flip4",
+        "data.sampler=balanced",
     ]
     measured = compose_train(["experiment=demo", *winner, "run_dir=/tmp/unused"])
     recommended = compose_train(["experiment=recommended_demo", "run_dir=/tmp/unused"])
@@ -115,10 +115,10 @@ def test_recommended_demo_is_the_demo_plus_the_ablation_winner() -> None:
 def test_recommended_keeps_the_study_recipe_but_the_winning_changes() -> None:
     study = compose_train(["run_dir=/tmp/unused"])
     recommended = compose_train(["experiment=recommended", "run_dir=/tmp/unused"])
-    assert (recommended.model.head, recommended.loss.name, recommended.model.tta) == (
+    assert (recommended.model.head, recommended.loss.name, recommended.data.sampler) == (
         "corn",
         "corn",
-        "flip4",
+        "balanced",
     )
     assert list(recommended.data.image_size) == [480, 640] and "ema" in recommended.callbacks
     for key in ("optimizer", "trainer"):
