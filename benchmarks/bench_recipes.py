@@ -3,11 +3,12 @@
 Trains the CPU demo (``experiment=demo``) with the study's recipe and with each change of
 the issue alone (losses, balanced sampling, the CORN head, weight averaging, native-resolution
 input), adds the post-hoc changes to the study's run (decision offsets fitted on its
-validation predictions; test-time augmentation through ``python -m scalp_ml.evaluate``) and three
-pairs of changes fixed in advance. The recommended recipe is the trained one with the best
-**validation** macro-F1, plus offsets and test-time augmentation where they raise its validation
-score. The study's and the recommended recipe are trained with several seeds, and both on a
-harder synthetic set (smaller, fainter lesions). Nothing is chosen on the test split.
+validation predictions; test-time augmentation through ``python -m scalp_ml.evaluate``) and
+combinations of changes (``TRAINED`` says which round added each). The recommended recipe is
+the trained one with the best **validation** macro-F1, plus offsets and test-time augmentation
+where they raise its validation score. The study's and the recommended recipe are trained with
+several seeds, and both on a harder synthetic set (smaller, fainter lesions). Nothing is chosen
+on the test split.
 
 Every row: validation macro-F1, test macro-F1 with its 95 % session-bootstrap interval, the
 paired session-bootstrap difference to the study's recipe on the same split (interval and
@@ -303,15 +304,21 @@ HEADER = [
 ]
 
 
-def recommend(runs: dict[str, Graded], gains: dict[str, float]) -> tuple[str, list[str], list[str]]:
-    """The recommended recipe and overrides, and why: every choice made on the validation split.
+def best_on_validation(runs: dict[str, Graded]) -> str:
+    """The trained recipe with the best validation macro-F1 (the study's on a tie)."""
+    return max(runs, key=lambda name: (score(runs[name].val)["macro_f1"], name == STUDY))
 
-    The trained recipe with the best validation macro-F1 wins (the study's on a tie); decision
-    offsets and test-time augmentation are added when they raised the winner's validation
-    macro-F1 (``gains``: offsets cross-fitted, see :func:`crossfitted_offsets_gain`).
+
+def recommend(
+    runs: dict[str, Graded], winner: str, gains: dict[str, float]
+) -> tuple[list[str], list[str]]:
+    """The recommended overrides, and why: every choice made on the validation split.
+
+    ``winner`` (:func:`best_on_validation`) with decision offsets and test-time augmentation
+    added when they raised its validation macro-F1 (``gains``: offsets cross-fitted, see
+    :func:`crossfitted_offsets_gain`).
     """
     val = {name: score(run.val)["macro_f1"] for name, run in runs.items()}
-    winner = max(runs, key=lambda name: (val[name], name == STUDY))
     overrides = list(TRAINED[winner])
     ranking = ", ".join(f"{name} {val[name]:.3f}" for name in sorted(val, key=val.get)[::-1])
     reasons = [f"trained recipe: `{winner}`, the best validation macro-F1 ({ranking})"]
@@ -362,14 +369,14 @@ def main() -> None:
 
     runs = {name: run_on(args.data, name, overrides, 0) for name, overrides in TRAINED.items()}
     study = runs[STUDY]
-    val = {name: score(run.val)["macro_f1"] for name, run in runs.items()}
-    best = runs[max(runs, key=lambda name: (val[name], name == STUDY))]
+    winner = best_on_validation(runs)
+    best = runs[winner]
     post_hoc = {"study + decision offsets": with_offsets(study, seed=0)}
     post_hoc |= {f"study + tta={mode}": with_tta(study, mode) for mode in TTA_MODES}
     gains = {"offsets": crossfitted_offsets_gain(best, seed=0)}
     for mode in TTA_MODES:
         gains[mode] = score(with_tta(best, mode).val)["macro_f1"] - score(best.val)["macro_f1"]
-    overrides, reasons = recommend(runs, gains)
+    overrides, reasons = recommend(runs, winner, gains)
     tag = hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:8]
     recommended_name = f"recommended-{tag}"
     recommended = run_on(args.data, recommended_name, overrides, 0)
