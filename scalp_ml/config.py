@@ -123,6 +123,8 @@ class SplitConfig:
     ratios: list[float] = MISSING
     seed: int = MISSING
     file: str | None = None
+    folds: int | None = None
+    fold: int = 0
 
 
 @dataclass
@@ -197,7 +199,7 @@ class EvaluationConfig:
 class EvalConfig:
     """``python -m scalp_ml.evaluate``."""
 
-    ckpt_path: str = MISSING
+    ckpt_path: Any = MISSING  # a checkpoint or ONNX file; an ensemble: a list or a runs folder
     split: Split = MISSING
     data_root: str | None = None
     device: Device = MISSING
@@ -226,7 +228,7 @@ class PredictConfig:
 class ExportConfig:
     """``python -m scalp_ml.export``."""
 
-    ckpt_path: str = MISSING
+    ckpt_path: Any = MISSING  # a checkpoint; an ensemble: a list or a runs folder
     format: ExportFormat = MISSING
     out: str | None = None
     tta: TTA | None = None

@@ -1,5 +1,7 @@
 """Export entry: ``python -m scalp_ml.export ckpt_path=... [format=onnx|torchscript] [out=...]``.
 
+``ckpt_path=[a.ckpt,b.ckpt]`` (or a folder of runs) exports an ensemble as one file.
+
 Writes one self-describing file (uint8 letterboxed images in, grade probabilities out) that
 ``predict`` and ``evaluate`` accept like the checkpoint; see :mod:`scalp_ml.inference.export`.
 """
@@ -19,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     from scalp_ml.config import plain
     from scalp_ml.inference.export import export
 
-    export(cfg.ckpt_path, plain(cfg.format), cfg.out, plain(cfg.tta))
+    export(plain(cfg.ckpt_path), plain(cfg.format), cfg.out, plain(cfg.tta))
 
 
 def cli() -> None:

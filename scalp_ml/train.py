@@ -22,7 +22,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry; returns the monitored metric (for sweepers)."""
+    """Hydra entry; returns the monitored metric (with cross_validate: the folds' mean)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -30,6 +30,10 @@ def main(cfg: DictConfig) -> float:
         from scalp_ml.training.distributed import refuse_distributed_multirun
 
         refuse_distributed_multirun(cfg.trainer)
+    if cfg.cross_validate:
+        from scalp_ml.training.cross_validation import cross_validate
+
+        return cross_validate(cfg, train)[cfg.monitor.metric]
     return train(cfg)[cfg.monitor.metric]
 
 

@@ -167,3 +167,54 @@ def test_the_image_strategy_puts_shots_of_one_person_in_several_splits(tmp_path:
     splits = load_or_create_split(manifest, tmp_path / "i.json", RATIOS, 0, "image")
     session_of = manifest.set_index("name")["session"]
     assert len(set(session_of[splits["train"]]) & set(session_of[splits["test"]])) > 100
+
+
+@pytest.mark.parametrize(("strategy", "seed"), [("session", 0), ("session", 1), ("image", 2)])
+def test_five_folds_keep_test_share_no_session_and_keep_every_pair_within_2_points(
+    tmp_path: Path, strategy: str, seed: int
+) -> None:
+    manifest = session_manifest(5000, seed)
+    plain = load_or_create_split(manifest, tmp_path / "plain.json", RATIOS, seed, strategy)
+    path = tmp_path / "folds.json"
+    folds = [load_or_create_split(manifest, path, RATIOS, seed, strategy, 5, f) for f in range(5)]
+    assert all(fold["test"] == plain["test"] for fold in folds)  # the test split is untouched
+    validating = [set(fold["val"]) for fold in folds]
+    rest = set(manifest["name"]) - set(plain["test"])
+    assert set().union(*validating) == rest and sum(map(len, validating)) == len(rest)
+    for fold, members in zip(folds, validating, strict=True):
+        assert set(fold["train"]) == rest - members  # the other k-1 folds train
+    session_of = manifest.set_index("name")["session"]
+    if strategy == "session":
+        sessions = [set(session_of[list(members)]) for members in validating]
+        test_sessions = set(session_of[plain["test"]])
+        for a, first in enumerate(sessions):
+            assert not first & test_sessions
+            assert not any(first & second for second in sessions[a + 1 :])
+    pairs = pd.DataFrame(
+        grade_indicators(manifest[list(INDICATOR_NAMES)].to_numpy()), index=manifest["name"]
+    ).drop(index=plain["test"])
+    frequent = pairs.columns[pairs.sum() >= 50]
+    assert len(frequent) >= 20
+    overall = pairs[frequent].mean()
+    for members in validating:
+        share = pairs.loc[sorted(members), frequent].mean()  # the pair's share of the fold
+        assert (share - overall).abs().max() <= 0.02
+        assert abs(len(members) / len(rest) - 0.2) <= 0.01
+    record = json.loads(path.read_text())
+    assert record["folds"] == 5 and record["folds_counts"] == [len(m) for m in validating]
+
+
+def test_folds_are_checked_and_a_split_file_refuses_other_folds(tmp_path: Path) -> None:
+    manifest = session_manifest(300, seed=5)
+    path = tmp_path / "split.json"
+    with pytest.raises(ValueError, match=r"data\.split\.fold=3: choose a fold from 0 to 2"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session", folds=3, fold=3)
+    with pytest.raises(ValueError, match=r"data\.split\.folds=1"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session", folds=1)
+    load_or_create_split(manifest, path, RATIOS, 0, "session", folds=3, fold=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session", folds=4, fold=0)
+    assert (
+        default_split_path("r", RATIOS, 42, "session", 5).name
+        == "session-70-15-15-seed42-5fold.json"
+    )

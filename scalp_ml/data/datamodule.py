@@ -26,7 +26,13 @@ from scalp_ml.data.device_augment import DeviceAugmentation
 from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decode_letterboxed
 from scalp_ml.data.images import BadImageError, input_size
 from scalp_ml.data.sampler import BalancedSampler, grade_counts, rarity_weights
-from scalp_ml.data.splits import SPLITS, file_sha256, load_or_create_split, split_file_for
+from scalp_ml.data.splits import (
+    SPLITS,
+    check_fold,
+    file_sha256,
+    load_or_create_split,
+    split_file_for,
+)
 from scalp_ml.data.transforms import augmentation
 from scalp_ml.training.distributed import evaluation_sampler
 
@@ -46,6 +52,8 @@ class ScalpDataModule(L.LightningDataModule):
         split: ``strategy`` (``image``, the default of checkpoints that predate it,
             ``session`` or ``official``), ``ratios`` (train, val, test), ``seed`` and optional
             ``file``; without a file the split is saved under ``<root>/.scalp_ml/splits/``.
+            Cross-validation: ``folds`` (k) and ``fold`` (the one validating; the other k-1
+            train, test unchanged).
         num_workers: Loader processes; ``None`` uses every available core.
         manifest_file: Where the download's index is kept; ``None``: beside the data.
         verify_images: Decode every image once before the first run on a download.
@@ -96,6 +104,9 @@ class ScalpDataModule(L.LightningDataModule):
         self.ratios = tuple(split["ratios"])
         self.split_seed = int(split["seed"])
         self.strategy = split.get("strategy", "image")
+        self.folds: int | None = split.get("folds")
+        self.fold = int(split.get("fold") or 0)
+        check_fold(self.folds, self.fold)
         self.split_file = split_file_for(root, split)
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.datasets: dict[str, ScalpDataset] = {}
@@ -127,7 +138,13 @@ class ScalpDataModule(L.LightningDataModule):
 
     def _split(self) -> dict[str, list[str]]:
         return load_or_create_split(
-            self.manifest, self.split_file, self.ratios, self.split_seed, self.strategy
+            self.manifest,
+            self.split_file,
+            self.ratios,
+            self.split_seed,
+            self.strategy,
+            self.folds,
+            self.fold,
         )
 
     def decoded_images(self) -> DecodedImages | None:
@@ -154,7 +171,8 @@ class ScalpDataModule(L.LightningDataModule):
                 decoded=decoded,
             )
         counts = {split: len(dataset) for split, dataset in self.datasets.items()}
-        log.info("Split %s (%s): %s", self.split_file, self.strategy, counts)
+        fold = f", fold {self.fold} of {self.folds}" if self.folds else ""
+        log.info("Split %s (%s%s): %s", self.split_file, self.strategy, fold, counts)
 
     def train_grade_counts(self) -> list[list[int]]:
         """Training images per indicator and grade ``[6, 4]``, from the saved split.

@@ -11,6 +11,10 @@ Three strategies:
 
 A split is computed once, saved as a JSON file and reused by every later run and sweep trial;
 its SHA-256 is recorded beside each run's outputs.
+
+Cross-validation (``data.split.folds=k``) keeps the test split exactly as without folds and
+deals the other images into ``k`` folds, stratified the same way (whole sessions for
+``session`` and ``official``, images for ``image``); fold ``i`` validates, the others train.
 """
 
 from __future__ import annotations
@@ -202,6 +206,34 @@ def _official_split(manifest: pd.DataFrame, grades: np.ndarray, seed: int) -> np
     return assignment
 
 
+def assign_folds(manifest: pd.DataFrame, strategy: str, folds: int, seed: int) -> np.ndarray:
+    """Fold index (0 to ``folds - 1``) per manifest row, stratified over the 24 pairs.
+
+    ``image``: multi-label stratified k-fold per image (``iterative-stratification``);
+    ``session`` and ``official``: whole capture sessions dealt like the session split.
+    """
+    grades = manifest[list(INDICATOR_NAMES)].to_numpy()
+    if strategy == "image":
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # slow: scikit-learn
+
+        assignment = np.zeros(len(manifest), dtype=int)
+        splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for fold, (_, members) in enumerate(splitter.split(grades, grade_indicators(grades))):
+            assignment[members] = fold
+        return assignment
+    return grouped_stratified_split(manifest["session"].tolist(), grades, [1 / folds] * folds, seed)
+
+
+def check_fold(folds: int | None, fold: int) -> None:
+    """Raises ``ValueError`` naming the key when ``data.split.folds`` / ``fold`` do not fit."""
+    if folds is None:
+        return
+    if folds < 2:
+        raise ValueError(f"data.split.folds={folds}: cross-validation needs at least 2 folds")
+    if not 0 <= fold < folds:
+        raise ValueError(f"data.split.fold={fold}: choose a fold from 0 to {folds - 1}")
+
+
 def images_fingerprint(names: Sequence[str]) -> str:
     """SHA-256 of the sorted image names: tells whether a split file fits a manifest."""
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
@@ -213,14 +245,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def default_split_path(
-    root: str | Path, ratios: Sequence[float], seed: int, strategy: str = "image"
+    root: str | Path,
+    ratios: Sequence[float],
+    seed: int,
+    strategy: str = "image",
+    folds: int | None = None,
 ) -> Path:
     """Where a split is saved beside the data: ``.scalp_ml/splits/session-70-15-15-seed42.json``.
 
-    An ``official`` split ignores the ratios: ``official-seed42.json``.
+    An ``official`` split ignores the ratios: ``official-seed42.json``; folds add ``-5fold``.
     """
     percents = "" if strategy == "official" else "-".join(f"{round(r * 100):d}" for r in ratios)
-    name = "-".join(part for part in (strategy, percents, f"seed{seed}") if part)
+    cross = f"{folds}fold" if folds else ""
+    name = "-".join(part for part in (strategy, percents, f"seed{seed}", cross) if part)
     return Path(root) / ".scalp_ml" / "splits" / f"{name}.json"
 
 
@@ -231,7 +268,8 @@ def split_file_for(root: str | Path, split: Mapping[str, Any]) -> Path:
     """
     strategy = split.get("strategy", "image")
     return Path(
-        split.get("file") or default_split_path(root, split["ratios"], split["seed"], strategy)
+        split.get("file")
+        or default_split_path(root, split["ratios"], split["seed"], strategy, split.get("folds"))
     )
 
 
@@ -241,18 +279,24 @@ def load_or_create_split(
     ratios: Sequence[float],
     seed: int,
     strategy: str = "image",
+    folds: int | None = None,
+    fold: int = 0,
 ) -> dict[str, list[str]]:
     """Returns image names per split, reading ``path`` or creating it on first use.
 
     The file records the strategy, seed, ratios, the images' fingerprint and the images and
-    capture sessions per split.
+    capture sessions per split; with ``folds`` also the images of each fold (the train and
+    validation images of the split without folds, dealt anew), of which ``fold`` validates
+    and the others train.
 
     Raises:
-        ValueError: ``path`` was made for another set of images, strategy, ratios or seed.
+        ValueError: ``path`` was made for another set of images, strategy, ratios, seed or
+            number of folds, or ``fold`` is not one of them.
     """
+    check_fold(folds, fold)
     path = Path(path)
     fingerprint = images_fingerprint(manifest["name"].tolist())
-    expected = {"strategy": strategy, "images_sha256": fingerprint, "seed": seed}
+    expected = {"strategy": strategy, "images_sha256": fingerprint, "seed": seed, "folds": folds}
     if strategy != "official":
         expected["ratios"] = list(ratios)
     if path.is_file():
@@ -261,19 +305,40 @@ def load_or_create_split(
         if found != expected:
             raise ValueError(
                 f"Split file {path} does not fit this run: it records {found}, the run needs "
-                f"{expected}. The images, strategy, ratios or seed changed; delete the file to "
-                "make a new split, or point data.split.file elsewhere."
+                f"{expected}. The images, strategy, ratios, seed or folds changed; delete the "
+                "file to make a new split, or point data.split.file elsewhere."
             )
         log.info("Using the %s split %s (%s)", strategy, path, saved["counts"])
+    else:
+        saved = _split_record(manifest, strategy, ratios, seed, folds) | expected
+        atomic_write_text(path, json.dumps(saved, indent=1))
+        log.info("Wrote the %s split %s (%s)", strategy, path, saved["counts"])
+    if folds is None:
         return saved["splits"]
+    validation = saved["folds_images"][fold]
+    training = [names for index, names in enumerate(saved["folds_images"]) if index != fold]
+    return {
+        "train": sorted(name for names in training for name in names),
+        "val": validation,
+        "test": saved["splits"]["test"],
+    }
+
+
+def _split_record(
+    manifest: pd.DataFrame,
+    strategy: str,
+    ratios: Sequence[float],
+    seed: int,
+    folds: int | None,
+) -> dict[str, Any]:
+    """A new split file's contents: the split's images and sessions (and folds) with counts."""
     assignment = assign_splits(manifest, strategy, ratios, seed)
     names = manifest["name"].to_numpy()
     sessions = manifest["session"].to_numpy() if "session" in manifest else names
     splits = {
         split: sorted(names[assignment == index].tolist()) for index, split in enumerate(SPLITS)
     }
-    record = {
-        **expected,
+    record: dict[str, Any] = {
         "ratios": list(ratios),
         "counts": {split: len(members) for split, members in splits.items()},
         "sessions": {
@@ -281,6 +346,10 @@ def load_or_create_split(
         },
         "splits": splits,
     }
-    atomic_write_text(path, json.dumps(record, indent=1))
-    log.info("Wrote the %s split %s (%s)", strategy, path, record["counts"])
-    return splits
+    if folds is not None:
+        rest = np.flatnonzero(assignment != SPLITS.index("test"))
+        fold_of = assign_folds(manifest.iloc[rest], strategy, folds, seed)
+        record["folds_images"] = [sorted(names[rest[fold_of == f]].tolist()) for f in range(folds)]
+        record["folds_counts"] = [int((fold_of == f).sum()) for f in range(folds)]
+        record["folds_sessions"] = [len(set(sessions[rest[fold_of == f]])) for f in range(folds)]
+    return record

@@ -13,12 +13,17 @@ from scalp_ml.config import plain
 from scalp_ml.data.datamodule import ScalpDataModule
 from scalp_ml.evaluation.evidence import EvidenceSettings
 from scalp_ml.evaluation.runner import evaluate_splits
-from scalp_ml.inference.onnx_grader import OnnxGrader
+from scalp_ml.inference.ensemble import member_paths
+from scalp_ml.inference.predictor_grader import PredictorGrader
 from scalp_ml.inference.predictors import CheckpointPredictor, OnnxPredictor, load_predictor
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Grades ``cfg.split`` with ``cfg.ckpt_path`` and writes the report into ``cfg.out_dir``.
+
+    ``ckpt_path`` is a checkpoint, an ONNX export, or an ensemble: a list of checkpoints or a
+    folder of runs (:mod:`scalp_ml.inference.ensemble`), graded by the members' mean
+    probabilities, with each member's own scores in the report's context.
 
     Returns:
         The split's scalar metrics, keyed ``<split>/<metric>``.
@@ -26,25 +31,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     Raises:
         FileNotFoundError: The checkpoint, or the data it was trained on, is not found (the
             message says which override points to the data).
+        ValueError: An ensemble asked to grade another split than ``test`` (each member
+            trained on other images of the train and validation splits).
     """
-    checkpoint = Path(cfg.ckpt_path)
+    paths = member_paths(plain(cfg.ckpt_path)) if _many(cfg.ckpt_path) else [cfg.ckpt_path]
+    if len(paths) > 1:
+        return _evaluate_ensemble(cfg, paths)
+    checkpoint = Path(paths[0])
     predictor = load_predictor(checkpoint, plain(cfg.device), plain(cfg.tta))
-    datamodule = ScalpDataModule(**data_settings(predictor.data, cfg, checkpoint))
-    datamodule.setup()
     if isinstance(predictor, OnnxPredictor):
-        module, accelerator = OnnxGrader(predictor), "cpu"
+        if predictor.metadata.get("members"):
+            _refuse_ensemble_split(cfg.split, checkpoint)
+        module, accelerator = PredictorGrader(predictor), "cpu"
     else:
         assert isinstance(predictor, CheckpointPredictor)
         module, accelerator = predictor.module, predictor.device.type
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    datamodule = _datamodule(predictor.data, cfg, checkpoint)
     return evaluate_splits(
-        trainer,
+        _trainer(accelerator),
         module,
         datamodule,
         [cfg.split],
@@ -52,6 +56,63 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         {"checkpoint": str(checkpoint)},
         metrics_csv=_training_log(checkpoint),
         settings=EvidenceSettings(**plain(cfg.evaluation)),
+    )
+
+
+def _evaluate_ensemble(cfg: DictConfig, paths: list[Path]) -> dict[str, float]:
+    """The members' mean graded like one model; each member's own scores in the context."""
+    from scalp_ml.evaluation.predictions import predict_split
+    from scalp_ml.evaluation.runner import score
+    from scalp_ml.inference.ensemble import EnsemblePredictor
+
+    _refuse_ensemble_split(cfg.split, paths[0])
+    ensemble = EnsemblePredictor(paths, plain(cfg.device), plain(cfg.tta))
+    datamodule = _datamodule(ensemble.data, cfg, paths[0])
+    trainer = _trainer(ensemble.device.type)
+    members = []
+    for member in ensemble.members:
+        found = score(predict_split(trainer, member.model, datamodule.dataloader(cfg.split)))
+        own = {key: float(found[key]) for key in ("macro_f1", "hamming_acc", "qwk")}
+        members.append({"checkpoint": str(member.path), **own})
+    return evaluate_splits(
+        _trainer("cpu"),
+        PredictorGrader(ensemble),
+        datamodule,
+        [cfg.split],
+        Path(cfg.out_dir),
+        {"checkpoint": f"ensemble of {len(paths)} (mean probabilities)", "members": members},
+        settings=EvidenceSettings(**plain(cfg.evaluation)),
+    )
+
+
+def _many(ckpt_path: Any) -> bool:
+    """Whether ``ckpt_path`` names an ensemble: a list, or a folder."""
+    return not isinstance(ckpt_path, str) or Path(ckpt_path).is_dir()
+
+
+def _refuse_ensemble_split(split: str, source: Path) -> None:
+    if split != "test":
+        raise ValueError(
+            f"split={split}: {source} is an ensemble, whose members trained on different "
+            "parts of the train and validation splits; grade it on split=test"
+        )
+
+
+def _datamodule(trained: dict[str, Any], cfg: DictConfig, checkpoint: Path) -> ScalpDataModule:
+    """The set-up datamodule of the data a model was trained on."""
+    datamodule = ScalpDataModule(**data_settings(trained, cfg, checkpoint))
+    datamodule.setup()
+    return datamodule
+
+
+def _trainer(accelerator: str) -> L.Trainer:
+    """A trainer that only runs prediction loops on one device."""
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
     )
 
 

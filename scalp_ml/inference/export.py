@@ -5,6 +5,10 @@ probabilities ``[B, 6, 4]``: normalisation is inside, so a consumer only decodes
 (:func:`scalp_ml.data.images.letterbox`). The input size, label names and the data settings of
 training travel in its metadata. The export is checked against the checkpoint before it is
 written.
+
+An ensemble (``ckpt_path=[a.ckpt,b.ckpt,...]`` or a folder of runs, e.g. the folds of a
+cross-validation) is written as one file: every member inside, their mean probabilities out,
+one preprocessing; its metadata names the members.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ import scalp_ml
 from scalp_ml.atomic import atomic_write_bytes
 from scalp_ml.data.images import input_size
 from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
+from scalp_ml.inference.ensemble import MeanOfMembers, load_members, member_paths
 from scalp_ml.inference.predictors import ONNX_METADATA_KEY, OnnxPredictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 
@@ -50,6 +57,24 @@ def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "scalp_ml_version": scalp_ml.__version__,
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def ensemble_metadata(members: Sequence[LoadedCheckpoint]) -> dict[str, Any]:
+    """The first member's metadata, with every member's checkpoint, model and offsets."""
+    metadata = export_metadata(members[0])
+    for key in ("checkpoint", "model", "decision_offsets"):
+        del metadata[key]
+    metadata["output"] = "mean of the members' probabilities [batch, indicator, grade]"
+    metadata["members"] = [
+        {
+            "checkpoint": str(member.path),
+            "model": dict(member.model.hparams),
+            "decision_offsets": member.model.decision_offsets.tolist(),
+            "fold": member.data["split"].get("fold"),
+        }
+        for member in members
+    ]
+    return metadata
 
 
 def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str, Any]) -> bytes:
@@ -95,35 +120,45 @@ def random_images(count: int, image_size: tuple[int, int], seed: int) -> torch.T
 
 
 def export(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | Sequence[str | Path],
     format: str = "onnx",
     out: str | Path | None = None,
     tta: str | None = None,
 ) -> Path:
-    """Exports a checkpoint and checks the file reproduces its probabilities.
+    """Exports a checkpoint (or an ensemble) and checks the file reproduces its probabilities.
 
     Args:
-        ckpt_path: Training checkpoint.
+        ckpt_path: Training checkpoint; an ensemble: a list of them or a folder of runs.
         format: ``onnx`` or ``torchscript``.
-        out: Output file; default: beside the checkpoint, ``.onnx`` or ``.pt``.
-        tta: Test-time augmentation inside the file; ``None``: the checkpoint's.
+        out: Output file; default: beside the checkpoint, ``.onnx`` or ``.pt`` (an ensemble:
+            ``ensemble.onnx`` in the members' common folder, e.g. the sweep directory).
+        tta: Test-time augmentation inside the file (of every member); ``None``: as trained.
 
     Returns:
         The written file.
 
     Raises:
-        ValueError: Unknown format, or the export disagrees with the checkpoint.
+        ValueError: Unknown format, the export disagrees with the checkpoint, or the
+            ensemble's members differ in input or labels.
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
     write = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}[format]
     suffix = FORMATS[format]
-    checkpoint = Path(ckpt_path)
-    loaded = load_checkpoint(checkpoint, tta=tta)
-    model = loaded.model.deployable().eval()
+    paths = member_paths(ckpt_path)
+    if len(paths) == 1:
+        loaded = load_checkpoint(paths[0], tta=tta)
+        model, metadata = loaded.model.deployable().eval(), export_metadata(loaded)
+        default = paths[0].with_suffix(suffix)
+    else:
+        members = load_members(paths, tta=tta)
+        model = MeanOfMembers([member.model.deployable() for member in members]).eval()
+        loaded, metadata = members[0], ensemble_metadata(members)
+        default = Path(os.path.commonpath(paths)) / f"ensemble{suffix}"
+    checkpoint = paths[0] if len(paths) == 1 else f"the {len(paths)} members"
     image_size = input_size(loaded.data["image_size"])
-    data = write(model, random_images(2, image_size, 0), export_metadata(loaded))
-    path = Path(out) if out else checkpoint.with_suffix(suffix)
+    data = write(model, random_images(2, image_size, 0), metadata)
+    path = Path(out) if out else default
     staged = atomic_write_bytes(path.with_name(f".{path.name}.check{suffix}"), data)
     try:
         images = random_images(3, image_size, 1)

@@ -3,6 +3,8 @@
 ``conf/hydra/default.yaml`` registers :class:`SweepSummary`, so ``python -m scalp_ml.train -m
 ...`` (grid or Optuna) ends by writing ``<sweep dir>/sweep_summary.csv``: one row per job with
 its overrides, run directory, split hash and the best checkpoint's validation and test metrics.
+A multirun over the folds of a cross-validation also gets ``cv_summary.csv`` and
+``oof_predictions.csv`` (:mod:`scalp_ml.training.cross_validation`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from omegaconf import DictConfig
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
+from scalp_ml.training.cross_validation import multirun_folds, summarize_folds
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +46,20 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     return row
 
 
-def summarize_sweep(sweep_dir: Path) -> Path:
-    """Writes ``sweep_summary.csv`` with a row per job folder of ``sweep_dir``.
-
-    Jobs are the sub-folders holding a ``.hydra`` folder, in job-number order; a job that did
-    not finish is listed with its status and no metrics.
-    """
-    jobs = sorted(
+def sweep_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a multirun (those holding a ``.hydra`` folder), in job-number order."""
+    return sorted(
         (path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()),
         key=lambda path: (not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0),
     )
-    table = pd.DataFrame([job_row(job) for job in jobs])
+
+
+def summarize_sweep(sweep_dir: Path) -> Path:
+    """Writes ``sweep_summary.csv`` with a row per job folder of ``sweep_dir``.
+
+    A job that did not finish is listed with its status and no metrics.
+    """
+    table = pd.DataFrame([job_row(job) for job in sweep_jobs(sweep_dir)])
     return atomic_write_text(sweep_dir / SUMMARY_FILE, table.to_csv(index=False))
 
 
@@ -65,3 +71,6 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             log.info("Sweep summary written to %s", summarize_sweep(sweep_dir))
+            folds = multirun_folds(sweep_jobs(sweep_dir))
+            if folds and (summary := summarize_folds(folds, sweep_dir)):
+                log.info("Cross-validation summary written to %s", summary)

@@ -1,4 +1,4 @@
-"""An exported ONNX file as a LightningModule, so ``evaluate`` grades it like a checkpoint."""
+"""Any predictor (an ONNX file, an ensemble) as a LightningModule, graded like a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import lightning as L
 import torch
 
 from scalp_ml.evaluation.predictions import prediction_outputs
-from scalp_ml.inference.predictors import OnnxPredictor
+from scalp_ml.inference.predictors import Predictor
 
 
-class OnnxGrader(L.LightningModule):
-    """Runs ONNX Runtime in Lightning's prediction loop (on the CPU side of the batch)."""
+class PredictorGrader(L.LightningModule):
+    """Runs a NumPy predictor in Lightning's prediction loop (on the CPU side of the batch)."""
 
-    def __init__(self, predictor: OnnxPredictor) -> None:
+    def __init__(self, predictor: Predictor) -> None:
         super().__init__()
         self.predictor = predictor
 

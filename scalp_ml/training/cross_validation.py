@@ -1,0 +1,156 @@
+"""Cross-validation over the folds of the split file (``data.split.folds=k``).
+
+Two ways to run it, one summary: a Hydra multirun with one job per fold (``-m
+data.split.folds=5 'data.split.fold=range(5)'``, or ``cv=kfold``; SLURM runs each fold as its
+own job), summarised when the multirun ends (:class:`scalp_ml.training.sweep.SweepSummary`), or
+``cross_validate=true``, which trains every fold in turn inside one job (``fold<i>/`` run
+directories) and returns the mean monitored metric (what an Optuna trial optimises).
+
+Either way the folds of one configuration give ``cv_summary.csv`` (every scalar validation
+metric: mean, sd and each fold's value) and ``oof_predictions.csv`` (the out-of-fold
+predictions: each non-test image graded by the fold model that did not train on it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import DictConfig
+
+from scalp_ml.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "cv_summary.csv"
+OOF_FILE = "oof_predictions.csv"
+FOLD_KEY = "data.split.fold"
+
+
+def fold_of(run_dir: Path) -> tuple[int, int] | None:
+    """``(fold, folds)`` of a cross-validation run directory (``None``: not a fold run)."""
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        return None
+    split = yaml.safe_load(config_file.read_text())["data"]["split"]
+    return None if not split.get("folds") else (int(split.get("fold") or 0), int(split["folds"]))
+
+
+def group_of(job_dir: Path) -> str:
+    """A multirun job's overrides without its fold: what the folds of one configuration share."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    return " ".join(o for o in overrides or [] if not o.startswith(f"{FOLD_KEY}="))
+
+
+def run_metrics(run_dir: Path, splits: Sequence[str] = ("val",)) -> dict[str, float]:
+    """A finished run's scalar metrics of ``splits``, keyed ``<split>/<metric>``."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        f"{split}/{key}": value
+        for split in splits
+        for key, value in metrics[split].items()
+        if isinstance(value, float)
+    }
+
+
+def summarize_folds(groups: Mapping[str, Sequence[Path]], out_dir: Path) -> Path | None:
+    """Writes ``cv_summary.csv`` and ``oof_predictions.csv`` for the fold runs of each group.
+
+    Args:
+        groups: Fold run directories per configuration (its overrides without the fold).
+        out_dir: Where both files go.
+
+    Returns:
+        The summary file, or ``None`` when no fold run had finished.
+    """
+    summaries, predictions = [], []
+    for group, run_dirs in groups.items():
+        finished = sorted(
+            (*position, run_dir)
+            for run_dir in run_dirs
+            if (position := fold_of(run_dir)) and (run_dir / "metrics.json").is_file()
+        )
+        if len(finished) < len(run_dirs):
+            log.warning(
+                "Cross-validation %r: %d of %d fold runs finished",
+                group,
+                len(finished),
+                len(run_dirs),
+            )
+        if not finished:
+            continue
+        folds = finished[0][1]
+        per_fold = pd.DataFrame({f"fold_{fold}": run_metrics(run) for fold, _, run in finished})
+        summary = per_fold.agg(["mean", "std"], axis=1).rename(columns={"std": "sd"})
+        summary = pd.concat([summary, per_fold], axis=1).rename_axis("metric").reset_index()
+        summary.insert(0, "folds_finished", f"{len(finished)}/{folds}")
+        summary.insert(0, "group", group)
+        summaries.append(summary)
+        for fold, _, run in finished:
+            table = pd.read_csv(run / "predictions_val.csv", dtype={"name": str, "session": str})
+            predictions.append(table.assign(group=group, fold=fold, run_dir=str(run)))
+        mean = summary.set_index("metric").loc["val/macro_f1"]
+        log.info(
+            "Cross-validation %s: val/macro_f1 %.4f ± %.4f over %s folds",
+            group or "(no overrides)",
+            mean["mean"],
+            mean["sd"],
+            len(finished),
+        )
+    if not summaries:
+        return None
+    atomic_write_text(out_dir / OOF_FILE, pd.concat(predictions).to_csv(index=False))
+    return atomic_write_text(out_dir / SUMMARY_FILE, pd.concat(summaries).to_csv(index=False))
+
+
+def multirun_folds(job_dirs: Sequence[Path]) -> dict[str, list[Path]]:
+    """The fold jobs of a multirun, grouped by their overrides without the fold."""
+    groups: dict[str, list[Path]] = {}
+    for job_dir in job_dirs:
+        if fold_of(job_dir) is not None:
+            groups.setdefault(group_of(job_dir), []).append(job_dir)
+    return groups
+
+
+def cross_validate(
+    cfg: DictConfig, train_one: Callable[[DictConfig], dict[str, float]]
+) -> dict[str, float]:
+    """Trains every fold of ``cfg`` in turn (``<run_dir>/fold<i>``) and summarises them.
+
+    A fold whose run directory holds a finished run is reused and an interrupted one resumes
+    from its ``last.ckpt``, so running the same command again completes a cut-off
+    cross-validation.
+
+    Returns:
+        Every metric of ``train_one``'s result, averaged over the folds.
+
+    Raises:
+        ValueError: ``data.split.folds`` is not set.
+    """
+    folds = cfg.data.split.folds
+    if not folds:
+        raise ValueError("cross_validate=true needs data.split.folds=<k> (k >= 2)")
+    run_dir = Path(cfg.run_dir)
+    fold_dirs, results = [], []
+    for fold in range(folds):
+        fold_dir = run_dir / f"fold{fold}"
+        fold_dirs.append(fold_dir)
+        if (fold_dir / "metrics.json").is_file():
+            log.info("Fold %d of %d finished before: reusing %s", fold, folds, fold_dir)
+            results.append(run_metrics(fold_dir, ("val", "test")))
+            continue
+        fold_cfg = cfg.copy()
+        fold_cfg.data.split.fold = fold
+        fold_cfg.run_dir = str(fold_dir)
+        resumable = (fold_dir / "checkpoints" / "last.ckpt").is_file()
+        fold_cfg.ckpt_path = "last" if resumable else cfg.ckpt_path
+        log.info("Fold %d of %d: %s", fold, folds, fold_dir)
+        results.append(train_one(fold_cfg))
+    summarize_folds({"": fold_dirs}, run_dir)
+    keys = set.intersection(*(set(result) for result in results))
+    return {key: sum(result[key] for result in results) / len(results) for key in sorted(keys)}
