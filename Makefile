@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff bench-recipes lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff bench-recipes bench-cv lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
 
@@ -61,6 +61,9 @@ bench-cli: install  ## start-up: every command's --help (goal < 3 s), predict wi
 
 bench-tradeoff: install  ## demo recipe at several image sizes: test macro-F1 vs ONNX images/s (~15 min)
 	$(PY) benchmarks/bench_tradeoff.py --data $(DATA) --images $(N_IMAGES) --threads 2
+
+bench-cv: install  ## 5-fold CV of the demo, the folds' ensemble vs the single model, ONNX latency (~20 min)
+	$(PY) benchmarks/bench_cv.py --data $(DATA) --images $(N_IMAGES) --threads 2
 
 bench-recipes: install  ## the ablation: study recipe vs each change, the recommended recipe, seeds, hard set (~1.5 h)
 	$(PY) benchmarks/bench_recipes.py --data $(DATA) --images $(N_IMAGES)

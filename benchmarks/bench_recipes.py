@@ -43,7 +43,7 @@ from scalp_ml.evaluation.bootstrap import (
     paired_difference,
     session_confusions,
 )
-from scalp_ml.evaluation.offsets import apply_offsets, fit_offsets, macro_f1
+from scalp_ml.evaluation.offsets import apply_offsets, fit_offsets, macro_f1, overall_macro_f1
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
 
 # Each change of the issue, alone, on top of the demo recipe (the study's recipe, small).
@@ -192,12 +192,6 @@ def crossfitted_offsets_gain(run: Graded, seed: int) -> float:
         shifted = apply_offsets(p[score_rows], offsets).argmax(-1)
         gains.append(overall_macro_f1(grades[score_rows], shifted) - before)
     return float(np.mean(gains))
-
-
-def overall_macro_f1(grades: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean over the six indicators of their macro-F1."""
-    scores = [macro_f1(grades[:, i], predicted[:, i]) for i in range(grades.shape[1])]
-    return float(np.mean(scores))
 
 
 def score(predictions: Predictions) -> dict[str, float]:

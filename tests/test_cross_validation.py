@@ -69,11 +69,37 @@ def test_every_fold_trains_and_the_summary_and_out_of_fold_predictions_are_writt
         assert set(oof[oof["fold"] == fold]["name"]) == set(own["name"])
 
 
+def test_decision_offsets_are_fitted_on_the_out_of_fold_predictions(
+    cv_run: tuple[Path, dict],
+) -> None:
+    from sklearn.metrics import f1_score
+
+    from scalp_ml.evaluation.offsets import fit_offsets
+    from scalp_ml.evaluation.predictions import Predictions
+
+    run_dir, _ = cv_run
+    oof = pd.read_csv(run_dir / "oof_predictions.csv", dtype={"name": str, "session": str})
+    found = json.loads((run_dir / "oof_decision_offsets.json").read_text())[""]
+    graded = Predictions.from_table(oof)
+    np.testing.assert_allclose(found["offsets"], fit_offsets(graded.probabilities, graded.grades))
+    reference = np.mean(
+        [
+            f1_score(
+                oof[f"{name}_true"], oof[f"{name}_predicted"], labels=range(4), average="macro"
+            )
+            for name in INDICATOR_NAMES
+        ]
+    )
+    assert found["oof_macro_f1"] == pytest.approx(reference)
+    assert found["images"] == len(oof) and 0 <= found["oof_macro_f1_crossfitted_offsets"] <= 1
+
+
 def test_a_finished_cross_validation_is_reused_when_run_again(
     cv_run: tuple[Path, dict], synthetic_root: Path
 ) -> None:
     from scalp_ml.train import train
     from scalp_ml.training.cross_validation import cross_validate
+    from scalp_ml.training.sweep import job_row
 
     run_dir, result = cv_run
     before = {p: p.stat().st_mtime_ns for p in run_dir.glob("fold*/metrics.json")}
@@ -83,6 +109,9 @@ def test_a_finished_cross_validation_is_reused_when_run_again(
         "val/macro_f1"
     ] == pytest.approx(result["val/macro_f1"])
     assert {p: p.stat().st_mtime_ns for p in run_dir.glob("fold*/metrics.json")} == before
+    row = job_row(run_dir)  # an Optuna trial's row in the sweep summary: the folds' mean
+    assert row["status"].startswith("finished (cross-validation")
+    assert row["val/macro_f1"] == pytest.approx(result["val/macro_f1"])
     with pytest.raises(ValueError, match=r"needs data\.split\.folds"):
         cross_validate(compose_train([*overrides, "cross_validate=true"]), train)
 

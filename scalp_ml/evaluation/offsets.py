@@ -32,6 +32,11 @@ def macro_f1(grades: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def overall_macro_f1(grades: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over the indicators of their macro-F1 (grades and predictions ``[N, 6]``)."""
+    return float(np.mean([macro_f1(grades[:, i], predicted[:, i]) for i in range(grades.shape[1])]))
+
+
 def apply_offsets(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Probabilities ``[N, 6, 4]`` after adding ``offsets [6, 4]`` to their logarithms."""
     shifted = np.log(np.clip(probabilities, 1e-12, None)) + offsets

@@ -55,6 +55,19 @@ class Predictions:
             probabilities=torch.cat([batch["probabilities"] for batch in outputs]).numpy(),
         )
 
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> Predictions:
+        """Reads back a :meth:`table` (e.g. a ``predictions_<split>.csv``)."""
+        probabilities = [f"{name}_p_{grade}" for name in INDICATOR_NAMES for grade in GRADES]
+        return cls(
+            names=table["name"].astype(str).tolist(),
+            sessions=table["session"].astype(str).tolist(),
+            grades=table[[f"{name}_true" for name in INDICATOR_NAMES]].to_numpy(),
+            probabilities=table[probabilities]
+            .to_numpy()
+            .reshape(len(table), len(INDICATOR_NAMES), len(GRADES)),
+        )
+
     def table(self) -> pd.DataFrame:
         """One row per image: name, session, true and predicted grades, probabilities.
 

@@ -7,8 +7,10 @@ own job), summarised when the multirun ends (:class:`scalp_ml.training.sweep.Swe
 directories) and returns the mean monitored metric (what an Optuna trial optimises).
 
 Either way the folds of one configuration give ``cv_summary.csv`` (every scalar validation
-metric: mean, sd and each fold's value) and ``oof_predictions.csv`` (the out-of-fold
-predictions: each non-test image graded by the fold model that did not train on it).
+metric: mean, sd and each fold's value), ``oof_predictions.csv`` (the out-of-fold
+predictions: each non-test image graded by the fold model that did not train on it) and
+``oof_decision_offsets.json`` (decision offsets fitted on the out-of-fold predictions instead
+of one validation split, with their cross-fitted gain).
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from omegaconf import DictConfig
 
 from scalp_ml.atomic import atomic_write_text
+from scalp_ml.evaluation.offsets import apply_offsets, fit_offsets, overall_macro_f1
+from scalp_ml.evaluation.predictions import Predictions
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "cv_summary.csv"
 OOF_FILE = "oof_predictions.csv"
+OFFSETS_FILE = "oof_decision_offsets.json"
 FOLD_KEY = "data.split.fold"
 
 
@@ -68,7 +75,7 @@ def summarize_folds(groups: Mapping[str, Sequence[Path]], out_dir: Path) -> Path
     Returns:
         The summary file, or ``None`` when no fold run had finished.
     """
-    summaries, predictions = [], []
+    summaries, predictions, offsets = [], [], {}
     for group, run_dirs in groups.items():
         finished = sorted(
             (*position, run_dir)
@@ -91,9 +98,14 @@ def summarize_folds(groups: Mapping[str, Sequence[Path]], out_dir: Path) -> Path
         summary.insert(0, "folds_finished", f"{len(finished)}/{folds}")
         summary.insert(0, "group", group)
         summaries.append(summary)
-        for fold, _, run in finished:
-            table = pd.read_csv(run / "predictions_val.csv", dtype={"name": str, "session": str})
-            predictions.append(table.assign(group=group, fold=fold, run_dir=str(run)))
+        tables = [
+            pd.read_csv(run / "predictions_val.csv", dtype={"name": str, "session": str}).assign(
+                group=group, fold=fold, run_dir=str(run)
+            )
+            for fold, _, run in finished
+        ]
+        predictions += tables
+        offsets[group] = oof_offsets(pd.concat(tables, ignore_index=True))
         mean = summary.set_index("metric").loc["val/macro_f1"]
         log.info(
             "Cross-validation %s: val/macro_f1 %.4f ± %.4f over %s folds",
@@ -105,7 +117,31 @@ def summarize_folds(groups: Mapping[str, Sequence[Path]], out_dir: Path) -> Path
     if not summaries:
         return None
     atomic_write_text(out_dir / OOF_FILE, pd.concat(predictions).to_csv(index=False))
+    atomic_write_text(out_dir / OFFSETS_FILE, json.dumps(offsets, indent=1))
     return atomic_write_text(out_dir / SUMMARY_FILE, pd.concat(summaries).to_csv(index=False))
+
+
+def oof_offsets(oof: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Decision offsets fitted on out-of-fold predictions, and what they gain.
+
+    The gain is cross-fitted: each fold's images are scored with offsets fitted on the other
+    folds' predictions only, so it estimates what the offsets do on unseen images.
+    """
+    found = Predictions.from_table(oof)
+    folds = oof["fold"].to_numpy()
+    crossfitted = np.empty_like(found.probabilities)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        fitted = fit_offsets(found.probabilities[~inside], found.grades[~inside], seed)
+        crossfitted[inside] = apply_offsets(found.probabilities[inside], fitted)
+    return {
+        "offsets": fit_offsets(found.probabilities, found.grades, seed).tolist(),
+        "images": len(oof),
+        "oof_macro_f1": overall_macro_f1(found.grades, found.predicted),
+        "oof_macro_f1_crossfitted_offsets": overall_macro_f1(
+            found.grades, crossfitted.argmax(axis=-1)
+        ),
+    }
 
 
 def multirun_folds(job_dirs: Sequence[Path]) -> dict[str, list[Path]]:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
+from scalp_ml.training.cross_validation import SUMMARY_FILE as CV_SUMMARY
 from scalp_ml.training.cross_validation import multirun_folds, summarize_folds
 
 log = logging.getLogger(__name__)
@@ -29,20 +30,29 @@ SUMMARY_FILE = "sweep_summary.csv"
 
 
 def job_row(job_dir: Path) -> dict[str, Any]:
-    """One job's overrides, status, split hash and headline metrics (read from its files)."""
+    """One job's overrides, status, split hash and headline metrics (read from its files).
+
+    A ``cross_validate=true`` job gives the folds' mean validation metrics.
+    """
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
     metrics_file, info_file = job_dir / "metrics.json", job_dir / "run_info.json"
-    row["status"] = "finished" if metrics_file.is_file() else "failed or unfinished"
+    folds_file = job_dir / CV_SUMMARY
+    row["status"] = "failed or unfinished"
     row["run_dir"] = str(job_dir)
     if info_file.is_file():
         row["split_sha256"] = json.loads(info_file.read_text())["split_sha256"]
     if metrics_file.is_file():
+        row["status"] = "finished"
         metrics = json.loads(metrics_file.read_text())
         row["checkpoint"] = metrics["context"]["checkpoint"]
         for stage in ("val", "test"):
             row |= {f"{stage}/{key}": metrics[stage][key] for key in SUMMARY_KEYS}
+    elif folds_file.is_file():
+        row["status"] = "finished (cross-validation: mean of the folds)"
+        means = pd.read_csv(folds_file).set_index("metric")["mean"]
+        row |= {f"val/{key}": means[f"val/{key}"] for key in SUMMARY_KEYS}
     return row
 
 
