@@ -48,11 +48,14 @@ class Predictions:
         source: The predictions CSV file.
         table: Its required columns, one row per image.
         split_sha256: The hash of the split file it was graded on, where ``metrics.json`` says.
+        images_sha256: The hash of the graded split's image names, where recorded (a fold
+            split file and the split without folds share their test images).
     """
 
     source: Path
     table: pd.DataFrame
     split_sha256: str | None
+    images_sha256: str | None = None
 
 
 def load_predictions(path: Path, split: str) -> Predictions:
@@ -85,7 +88,9 @@ def load_predictions(path: Path, split: str) -> Predictions:
     repeated = table["name"][table["name"].duplicated()].tolist()
     if repeated:
         raise CompareError(f"{csv}: {len(repeated)} repeated image name(s), e.g. {repeated[0]}")
-    return Predictions(csv, table, split_hash(csv.parent / "metrics.json"))
+    return Predictions(
+        csv, table, split_hash(csv.parent / "metrics.json"), graded_hash(csv.parent, split)
+    )
 
 
 def split_hash(metrics_file: Path) -> str | None:
@@ -94,14 +99,29 @@ def split_hash(metrics_file: Path) -> str | None:
     Raises:
         CompareError: The file exists but is not valid JSON.
     """
+    return _context(metrics_file).get("split_sha256")
+
+
+def graded_hash(folder: Path, split: str) -> str | None:
+    """``context.images_sha256.<split>`` of ``folder/metrics.json``; None where not recorded."""
+    graded = _context(folder / "metrics.json").get("images_sha256")
+    return graded.get(split) if isinstance(graded, dict) else None
+
+
+def _context(metrics_file: Path) -> dict[str, Any]:
+    """The ``context`` of a ``metrics.json`` (empty when the file or the key is missing).
+
+    Raises:
+        CompareError: The file exists but is not valid JSON.
+    """
     if not metrics_file.is_file():
-        return None
+        return {}
     try:
         document = json.loads(metrics_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CompareError(f"{metrics_file}: not valid JSON ({error})") from error
     context = document.get("context") if isinstance(document, dict) else None
-    return context.get("split_sha256") if isinstance(context, dict) else None
+    return context if isinstance(context, dict) else {}
 
 
 def paired_grades(
@@ -110,11 +130,12 @@ def paired_grades(
     """Sessions, true grades and both models' predictions of the same images, row by row.
 
     Raises:
-        CompareError: A and B were graded on different splits: different split hashes,
-            image sets, sessions or true grades.
+        CompareError: A and B were graded on different splits: different split hashes (the
+            graded images' hashes where both record them), image sets, sessions or true grades.
     """
     both = f"{a.source} and {b.source}"
-    if a.split_sha256 and b.split_sha256 and a.split_sha256 != b.split_sha256:
+    same_images = a.images_sha256 is not None and a.images_sha256 == b.images_sha256
+    if not same_images and a.split_sha256 and b.split_sha256 and a.split_sha256 != b.split_sha256:
         raise CompareError(
             f"{both} were graded on different splits "
             f"(split_sha256 {a.split_sha256[:12]}… vs {b.split_sha256[:12]}…)"

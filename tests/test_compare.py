@@ -181,6 +181,10 @@ def test_a_run_and_predictions_from_another_split_are_refused(demo_run, tmp_path
     document = json.loads((run_dir / "metrics.json").read_text())
     document["context"]["split_sha256"] = "0" * 64
     (tampered / "metrics.json").write_text(json.dumps(document))
+    # Another split file whose test images are the same (a fold split's): compared.
+    assert main([str(run_dir), str(tampered), "--resamples", "50"]) == 0
+    document["context"]["images_sha256"]["test"] = "1" * 64
+    (tampered / "metrics.json").write_text(json.dumps(document))
     assert main([str(run_dir), str(tampered), "--resamples", "50"]) == 2
     error = capsys.readouterr().err
     assert "different splits" in error and str(tampered) in error

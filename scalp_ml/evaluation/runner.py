@@ -14,6 +14,7 @@ import torch
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.data.splits import images_fingerprint
 from scalp_ml.evaluation.evidence import EvidenceSettings, gather_evidence
 from scalp_ml.evaluation.metrics import GradingMetrics, majority_baseline
 from scalp_ml.evaluation.offsets import OffsetsComparison, apply_offsets
@@ -92,6 +93,9 @@ def evaluate_splits(
             "split_file": str(datamodule.split_file),
             "split_strategy": datamodule.strategy,
             "split_sha256": datamodule.split_sha256,
+            "images_sha256": {  # what was graded: a fold split's test = the plain split's
+                split: images_fingerprint(found.names) for split, found in predictions.items()
+            },
             "images": {split: len(found.names) for split, found in predictions.items()},
             "sessions": {split: len(set(found.sessions)) for split, found in predictions.items()},
             "bootstrap": settings.context(),
