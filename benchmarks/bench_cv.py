@@ -74,7 +74,8 @@ def main() -> None:
 
     summary = pd.read_csv(sweep / "cv_summary.csv").set_index("metric")
     folds = summary.loc["val/macro_f1"]
-    members = json.loads((ensemble / "metrics.json").read_text())["context"]["members"]
+    context = json.loads((ensemble / "metrics.json").read_text())["context"]
+    members = context["members"]
     member_scores = [member["macro_f1"] for member in members]
     paired = compare(load_predictions(single, "test"), load_predictions(ensemble, "test"), 1000, 0)[
         "metrics"
@@ -107,8 +108,9 @@ def main() -> None:
     ]
     lines = [
         f"Demo data: {args.data} ({args.images} synthetic images), session split 70/15/15; the "
-        f"{FOLDS} folds deal the train + validation sessions anew, the test split is the same "
-        f"300 images. Seed {args.seed}. Δ: paired session bootstrap of the test macro-F1 "
+        f"{FOLDS} folds deal the train + validation sessions anew; the test split is the same "
+        f"{context['images']['test']} images ({context['sessions']['test']} sessions) for "
+        f"both. Seed {args.seed}. Δ: paired session bootstrap of the test macro-F1 "
         "difference to the single model (1000 resamples).",
         "",
         *table(

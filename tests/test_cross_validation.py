@@ -117,11 +117,12 @@ def test_a_finished_cross_validation_is_reused_when_run_again(
 
 
 def test_the_ensemble_is_the_mean_of_its_members_through_checkpoints_and_one_onnx_file(
-    cv_run: tuple[Path, dict], tmp_path: Path
+    cv_run: tuple[Path, dict], synthetic_root: Path, tmp_path: Path
 ) -> None:
     import onnx
 
     from scalp_ml.inference.export import export
+    from scalp_ml.inference.prediction import predict
 
     run_dir, _ = cv_run
     members = [
@@ -146,6 +147,8 @@ def test_the_ensemble_is_the_mean_of_its_members_through_checkpoints_and_one_onn
     assert [m["fold"] for m in metadata["members"]] == list(range(FOLDS))
     exported = evaluate(str(onnx_file), tmp_path / "onnx")
     np.testing.assert_allclose(exported[PROBABILITY_COLUMNS], mean, atol=1e-6)
+    graded = predict(str(onnx_file), str(synthetic_root), tmp_path / "predict")
+    assert len(graded) == len(list(synthetic_root.rglob("*.jpg")))
     with pytest.raises(ValueError, match=r"is an ensemble.*split=test"):
         evaluate(str(onnx_file), tmp_path / "onnx_val", split="val")
     with pytest.raises(ValueError, match=r"is an ensemble.*split=test"):
@@ -192,6 +195,7 @@ def test_a_three_fold_multirun_writes_the_summary_and_out_of_fold_predictions(
             f"hydra.sweep.dir={sweep_dir}",
             f"data.split.folds={FOLDS}",
             f"data.split.fold=range({FOLDS})",
+            "hydra/launcher=local",  # submitit, as hydra/launcher=slurm runs them on a cluster
         ],
         capture_output=True,
         text=True,

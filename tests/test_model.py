@@ -35,6 +35,12 @@ def test_the_network_normalises_uint8_images_with_the_backbones_pretrained_confi
     assert {"mean", "std"} <= {key for key, _ in custom.named_buffers()}  # saved in checkpoints
 
 
+def test_a_backbone_with_a_pre_logits_layer_feeds_its_pooled_width_to_the_heads() -> None:
+    model = GradingNetwork("mobilenetv3_small_050").eval()  # 288 channels, 1024 after conv_head
+    assert model.heads[0][1].in_features == model.backbone.head_hidden_size == 1024
+    assert model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 6, 4)
+
+
 def test_probabilities_are_the_softmax_of_the_logits() -> None:
     model = GradingNetwork("test_efficientnet").eval()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)

@@ -48,7 +48,9 @@ class GradingNetwork(nn.Module):
         # Kept on the 0-255 scale of the input, so normalising is one subtract and one divide.
         self.register_buffer("mean", 255 * torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", 255 * torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.heads = GradeHeads(head, self.backbone.num_features, dropout)
+        # Pooled width: after timm's pre-logits layer where a model has one (MobileNetV3).
+        features = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.heads = GradeHeads(head, features, dropout)
 
     @property
     def head(self) -> str:
