@@ -300,7 +300,7 @@ def load_or_create_split(
     if strategy != "official":
         expected["ratios"] = list(ratios)
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_split_file(path)
         found = {key: saved.get(key) for key in expected}
         if found != expected:
             raise ValueError(
@@ -308,6 +308,7 @@ def load_or_create_split(
                 f"{expected}. The images, strategy, ratios, seed or folds changed; delete the "
                 "file to make a new split, or point data.split.file elsewhere."
             )
+        check_split_file(saved, path, set(manifest["name"]))
         log.info("Using the %s split %s (%s)", strategy, path, saved["counts"])
     else:
         saved = _split_record(manifest, strategy, ratios, seed, folds) | expected
@@ -322,6 +323,64 @@ def load_or_create_split(
         "val": validation,
         "test": saved["splits"]["test"],
     }
+
+
+def read_split_file(path: Path) -> dict[str, Any]:
+    """A split file's contents.
+
+    Raises:
+        ValueError: The file is not a JSON object (truncated, or not a split file).
+    """
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"Split file {path} is not valid JSON ({error}); it may have been cut off. Delete "
+            "it to make the split again (the same seed gives the same split)."
+        ) from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("splits"), dict):
+        raise ValueError(f"Split file {path} is not a scalp_ml split file (no 'splits' object)")
+    return saved
+
+
+def check_split_file(saved: Mapping[str, Any], path: Path, names: set[str]) -> None:
+    """Refuses a split file whose lists were changed by hand or do not fit the images.
+
+    Every image of ``names`` must be in exactly one of train, val and test, the recorded counts
+    must match the lists, and folds (if any) must share out train + val without overlap.
+
+    Raises:
+        ValueError: Names the file and the first problem found.
+    """
+    splits = saved["splits"]
+    owner: dict[str, str] = {}
+    for split in SPLITS:
+        members = splits.get(split, [])
+        if len(members) != saved.get("counts", {}).get(split):
+            raise ValueError(
+                f"Split file {path}: {split} lists {len(members)} images but records "
+                f"{saved.get('counts', {}).get(split)}; it was edited. Delete it to make the "
+                "split again, or restore it."
+            )
+        for name in members:
+            if name in owner:
+                raise ValueError(
+                    f"Split file {path}: {name} is in both {owner[name]} and {split} (a leak); "
+                    "delete the file to make the split again, or restore it."
+                )
+            owner[name] = split
+    if owner.keys() != names:
+        stray = sorted(owner.keys() - names) or sorted(names - owner.keys())
+        where = "not in the data" if owner.keys() - names else "in no split"
+        raise ValueError(f"Split file {path}: image {stray[0]} is {where}; the file was edited")
+    if "folds_images" in saved:
+        dealt = [name for fold in saved["folds_images"] for name in fold]
+        rest = {name for name, split in owner.items() if split != "test"}
+        if len(dealt) != len(set(dealt)) or set(dealt) != rest:
+            raise ValueError(
+                f"Split file {path}: its folds do not share out the train and validation "
+                "images exactly once (a test image in a fold, or one image in two folds)"
+            )
 
 
 def _split_record(

@@ -65,7 +65,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path}: no such file")
-    if path.suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX export, not a training checkpoint; the commands that take "
             "it (evaluate, predict) read it with ONNX Runtime"

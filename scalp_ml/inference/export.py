@@ -107,7 +107,7 @@ def torchscript_bytes(
 
 def exported_outputs(path: Path, images: torch.Tensor) -> np.ndarray:
     """Runs an exported file (ONNX Runtime or TorchScript) on uint8 ``images``."""
-    if path.suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         return OnnxPredictor(path)(images.numpy())
     with torch.inference_mode():
         return torch.jit.load(str(path), map_location="cpu")(images).numpy()

@@ -104,7 +104,7 @@ def load_predictor(path: str | Path, device: str = "auto", tta: str | None = Non
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"ckpt_path={path}: no such file")
-    if Path(path).suffix == ".onnx":
+    if Path(path).suffix.lower() == ".onnx":
         if tta is not None:
             raise ValueError(
                 f"tta={tta}: {path} has its test-time augmentation inside (set at export: "

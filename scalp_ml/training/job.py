@@ -41,6 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns:
         Scalar validation and test metrics of the best checkpoint (``val/macro_f1``, ...).
     """
+    if cfg.trainer.max_epochs == 0:
+        raise ValueError("trainer.max_epochs=0 trains nothing; use 1 or more (-1: no limit)")
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
@@ -124,12 +126,28 @@ def _fit_and_evaluate(
     With an ``offsets_seed`` (``decision_offsets=true``), decision offsets are fitted on the
     validation split's predictions of the best checkpoint and saved with its weights as
     ``checkpoints/best-tuned.ckpt``, which is then graded (the report also shows the scores
-    without the offsets).
+    without the offsets). A SIGTERM while fitting or grading ends the process with status 143,
+    so a scheduler never takes a cut-off run for a finished one.
     """
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException as stop:  # CheckpointOnSigterm saved last.ckpt
+        return _fit_then_grade(
+            trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
+        )
+    except SIGTERMException as stop:  # while fitting, CheckpointOnSigterm saved last.ckpt
         raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
+
+
+def _fit_then_grade(
+    trainer: L.Trainer,
+    model: ScalpGrader,
+    datamodule: ScalpDataModule,
+    ckpt_path: str | None,
+    run_dir: Path,
+    settings: EvidenceSettings,
+    offsets_seed: int | None,
+) -> dict[str, float]:
+    """What :func:`_fit_and_evaluate` runs (its SIGTERM handling aside)."""
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # its state_dict: the weights that scored best (averaged ones with weight averaging)
         model.load_state_dict(read_checkpoint(best)["state_dict"])

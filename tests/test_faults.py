@@ -1,0 +1,100 @@
+"""Faults and hostile input (issue "Nothing lost, nothing leaked, nothing hung"): each case a
+user hit, reproduced, and the clear outcome it now has."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from scalp_ml.data.splits import load_or_create_split
+from tests.conftest import FAST, compose_train
+from tests.test_splits import RATIOS, session_manifest
+
+
+@pytest.fixture
+def split_file(tmp_path: Path) -> tuple[Path, object]:
+    manifest = session_manifest(300, seed=3)
+    path = tmp_path / "split.json"
+    load_or_create_split(manifest, path, RATIOS, 0, "session")
+    return path, manifest
+
+
+def test_a_hand_edited_split_that_leaks_test_images_into_train_is_refused(split_file) -> None:
+    path, manifest = split_file
+    record = json.loads(path.read_text())
+    leaked = record["splits"]["test"][0]
+    record["splits"]["train"].append(leaked)  # counts left alone: the count check catches it
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"split\.json: train lists \d+ images but records"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session")
+    record["counts"]["train"] += 1  # counts edited too: the leak itself is named
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"{leaked} is in both train and test"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session")
+
+
+def test_a_split_file_that_drops_an_image_is_refused(split_file) -> None:
+    path, manifest = split_file
+    record = json.loads(path.read_text())
+    dropped = record["splits"]["val"].pop()
+    record["counts"]["val"] -= 1
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"image {dropped} is in no split"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session")
+
+
+def test_a_truncated_split_file_names_itself_and_the_way_out(split_file) -> None:
+    path, manifest = split_file
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match=r"split\.json is not valid JSON.*Delete it"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session")
+
+
+def test_folds_that_hold_a_test_image_are_refused(tmp_path: Path) -> None:
+    manifest = session_manifest(300, seed=3)
+    path = tmp_path / "folds.json"
+    load_or_create_split(manifest, path, RATIOS, 0, "session", folds=3)
+    record = json.loads(path.read_text())
+    record["folds_images"][0].append(record["splits"]["test"][0])
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="folds do not share out"):
+        load_or_create_split(manifest, path, RATIOS, 0, "session", folds=3, fold=1)
+
+
+def test_an_upper_case_onnx_suffix_is_read_as_onnx(onnx_file: Path, tmp_path: Path) -> None:
+    from scalp_ml.inference.predictors import OnnxPredictor, load_predictor
+
+    upper = tmp_path / "GOOD.ONNX"
+    shutil.copy(onnx_file, upper)
+    assert isinstance(load_predictor(upper), OnnxPredictor)
+
+
+def test_zero_epochs_is_refused_before_any_work(tmp_path: Path) -> None:
+    from scalp_ml.train import train
+
+    cfg = compose_train(
+        [*FAST, "data.root=/nonexistent", f"run_dir={tmp_path}", "trainer.max_epochs=0"]
+    )
+    with pytest.raises(ValueError, match=r"trainer\.max_epochs=0"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())
+
+
+def test_sigterm_during_the_final_evaluation_exits_143_not_0(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scalp_ml.training.job as job
+    from scalp_ml.train import train
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise SIGTERMException  # what Lightning raises when SIGTERM arrives mid-loop
+
+    monkeypatch.setattr(job, "evaluate_splits", terminated)
+    overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
+    cfg = compose_train([*overrides, "trainer.max_epochs=1", "+trainer.limit_train_batches=1"])
+    with pytest.raises(SystemExit) as stopped:
+        train(cfg)
+    assert stopped.value.code == 143
+    assert not (tmp_path / "metrics.json").exists()
