@@ -202,6 +202,8 @@ class EvalConfig:
     ckpt_path: Any = MISSING  # a checkpoint or ONNX file; an ensemble: a list or a runs folder
     split: Split = MISSING
     data_root: str | None = None
+    split_file: str | None = None
+    manifest_file: str | None = None
     device: Device = MISSING
     tta: TTA | None = None
     batch_size: int | None = None

@@ -98,3 +98,56 @@ def test_sigterm_during_the_final_evaluation_exits_143_not_0(
         train(cfg)
     assert stopped.value.code == 143
     assert not (tmp_path / "metrics.json").exists()
+
+
+def evaluate_with(ckpt: Path, out_dir: Path, *extra: str) -> dict:
+    from scalp_ml.evaluation.command import evaluate
+    from tests.conftest import compose_config
+
+    return evaluate(compose_config("eval", [f"ckpt_path={ckpt}", f"out_dir={out_dir}", *extra]))
+
+
+def test_evaluate_never_writes_to_a_path_stored_in_the_checkpoint(
+    best_checkpoint: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("four years of work")
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["manifest_file"] = str(thesis)
+    checkpoint["datamodule_hyper_parameters"]["cache_dir"] = str(tmp_path / "their_cache")
+    forged = tmp_path / "forged.ckpt"
+    torch.save(checkpoint, forged)
+    evaluate_with(forged, tmp_path / "eval")
+    assert thesis.read_text() == "four years of work"
+    assert not (tmp_path / "their_cache").exists()
+
+
+def test_evaluating_on_changed_data_is_refused_as_a_leak_unless_a_split_file_is_given(
+    best_checkpoint: Path, tmp_path: Path
+) -> None:
+    from scalp_ml.data.synthetic import generate
+
+    other = generate(tmp_path / "other", n_images=60, seed=11, workers=2)
+    with pytest.raises(ValueError, match=r"test split here .* is not the one .* \(a leak\)"):
+        evaluate_with(best_checkpoint, tmp_path / "eval", f"data_root={other}")
+    made = tmp_path / "eval" / "split.json"  # the new split went to the command's own folder
+    assert made.is_file() and not (other / ".scalp_ml" / "splits").exists()
+    metrics = evaluate_with(
+        best_checkpoint, tmp_path / "eval2", f"data_root={other}", f"split_file={made}"
+    )
+    assert "test/macro_f1" in metrics
+
+
+def test_resuming_on_another_split_is_refused(synthetic_root: Path, demo_run) -> None:
+    from scalp_ml.data.datamodule import ScalpDataModule
+    from scalp_ml.training.job import data_settings
+
+    cfg = compose_train([*FAST, f"data.root={synthetic_root}"])
+    datamodule = ScalpDataModule(**data_settings(cfg.data), seed=0)
+    state = datamodule.state_dict()
+    datamodule.load_state_dict(state)  # the same split: accepted
+    state["images_sha256"]["val"] = "0" * 64
+    with pytest.raises(ValueError, match=r"val split here .* resumed checkpoint"):
+        datamodule.load_state_dict(state)

@@ -30,6 +30,7 @@ from scalp_ml.data.splits import (
     SPLITS,
     check_fold,
     file_sha256,
+    images_fingerprint,
     load_or_create_split,
     split_file_for,
 )
@@ -174,6 +175,28 @@ class ScalpDataModule(L.LightningDataModule):
         fold = f", fold {self.fold} of {self.folds}" if self.folds else ""
         log.info("Split %s (%s%s): %s", self.split_file, self.strategy, fold, counts)
 
+    def graded_images(self) -> dict[str, str]:
+        """SHA-256 of each split's image names (:func:`images_fingerprint`); sets up if needed."""
+        self.setup()
+        return {split: images_fingerprint(data.names) for split, data in self.datasets.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What every checkpoint records of the data: the split file's hash, each split's images.
+
+        ``evaluate`` refuses to grade a split whose images differ from the checkpoint's (a
+        changed copy of the data would otherwise be split anew, test images leaking into
+        training); a resumed run refuses another split the same way.
+        """
+        return {"split_sha256": self.split_sha256, "images_sha256": self.graded_images()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume: the checkpoint's splits must be this run's.
+
+        Raises:
+            ValueError: A split holds other images than when the checkpoint was saved.
+        """
+        check_graded_images(state_dict.get("images_sha256", {}), self, "the resumed checkpoint")
+
     def train_grade_counts(self) -> list[list[int]]:
         """Training images per indicator and grade ``[6, 4]``, from the saved split.
 
@@ -248,6 +271,27 @@ class ScalpDataModule(L.LightningDataModule):
         if self.device_augmentation is not None and self.trainer.training:
             batch["image"] = self.device_augmentation.to(batch["image"].device)(batch["image"])
         return batch
+
+
+def check_graded_images(
+    expected: Mapping[str, str], datamodule: ScalpDataModule, source: str
+) -> None:
+    """Refuses splits whose images differ from those ``source`` recorded (see ``state_dict``).
+
+    Raises:
+        ValueError: Names the split, the data, the split file and what to do.
+    """
+    found = datamodule.graded_images()
+    for split, fingerprint in expected.items():
+        if found.get(split) != fingerprint:
+            raise ValueError(
+                f"The {split} split here ({len(datamodule.datasets[split])} images of "
+                f"{datamodule.root}, split file {datamodule.split_file}) is not the one "
+                f"{source} was trained with: its images differ, so grading or training on it "
+                "could score images the model trained on (a leak). Use the data and the split "
+                "file it was trained with (its run_info.json names the split file), or pass "
+                "a split file explicitly (evaluate: split_file=<file>)."
+            )
 
 
 def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:

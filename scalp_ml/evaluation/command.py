@@ -10,12 +10,18 @@ import lightning as L
 from omegaconf import DictConfig
 
 from scalp_ml.config import plain
-from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.data.datamodule import ScalpDataModule, check_graded_images
+from scalp_ml.data.splits import split_file_for
 from scalp_ml.evaluation.evidence import EvidenceSettings
 from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.ensemble import member_paths
 from scalp_ml.inference.predictor_grader import PredictorGrader
-from scalp_ml.inference.predictors import CheckpointPredictor, OnnxPredictor, load_predictor
+from scalp_ml.inference.predictors import (
+    CheckpointPredictor,
+    OnnxPredictor,
+    Predictor,
+    load_predictor,
+)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -46,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     else:
         assert isinstance(predictor, CheckpointPredictor)
         module, accelerator = predictor.module, predictor.device.type
-    datamodule = _datamodule(predictor.data, cfg, checkpoint)
+    datamodule = _datamodule(predictor, cfg, checkpoint)
     return evaluate_splits(
         _trainer(accelerator),
         module,
@@ -67,7 +73,7 @@ def _evaluate_ensemble(cfg: DictConfig, paths: list[Path]) -> dict[str, float]:
 
     _refuse_ensemble_split(cfg.split, paths[0])
     ensemble = EnsemblePredictor(paths, plain(cfg.device), plain(cfg.tta))
-    datamodule = _datamodule(ensemble.data, cfg, paths[0])
+    datamodule = _datamodule(ensemble, cfg, paths[0])
     trainer = _trainer(ensemble.device.type)
     members = []
     for member in ensemble.members:
@@ -98,10 +104,18 @@ def _refuse_ensemble_split(split: str, source: Path) -> None:
         )
 
 
-def _datamodule(trained: dict[str, Any], cfg: DictConfig, checkpoint: Path) -> ScalpDataModule:
-    """The set-up datamodule of the data a model was trained on."""
-    datamodule = ScalpDataModule(**data_settings(trained, cfg, checkpoint))
+def _datamodule(predictor: Predictor, cfg: DictConfig, checkpoint: Path) -> ScalpDataModule:
+    """The set-up datamodule of the data a model was trained on, its split checked.
+
+    Raises:
+        ValueError: The split to grade holds other images than the checkpoint recorded
+            (unless ``split_file`` was given explicitly).
+    """
+    datamodule = ScalpDataModule(**data_settings(predictor.data, cfg, checkpoint))
     datamodule.setup()
+    expected = predictor.graded_images
+    if cfg.split_file is None and cfg.split in expected:
+        check_graded_images({cfg.split: expected[cfg.split]}, datamodule, str(checkpoint))
     return datamodule
 
 
@@ -119,6 +133,11 @@ def _trainer(accelerator: str) -> L.Trainer:
 def data_settings(trained: dict[str, Any], cfg: DictConfig, checkpoint: Path) -> dict[str, Any]:
     """The data settings a model was trained with, and the command's overrides.
 
+    Paths stored in the checkpoint are only ever read, never written: its index file is
+    replaced by the one beside the data (or ``manifest_file``), its decoded-image cache is not
+    used, and a split file that is not here is made under ``out_dir`` (and then checked
+    against the checkpoint's record of its images).
+
     Raises:
         FileNotFoundError: The data root does not exist here.
     """
@@ -127,6 +146,8 @@ def data_settings(trained: dict[str, Any], cfg: DictConfig, checkpoint: Path) ->
     if cfg.data_root is not None:
         settings["root"] = cfg.data_root
     settings["decode_on"] = "cpu"  # no device-side decoding: grading runs on any device
+    settings["cache"] = "none"  # one pass: a cache would only be written (where it was trained)
+    settings["manifest_file"] = cfg.manifest_file
     root = Path(settings["root"])
     if not root.is_dir():
         where = "" if root.is_absolute() else f" (relative to {os.getcwd()})"
@@ -134,6 +155,12 @@ def data_settings(trained: dict[str, Any], cfg: DictConfig, checkpoint: Path) ->
             f"The data {checkpoint} was trained on, {root}{where}, is not here: point to it "
             "with data_root=/path/to/the/data"
         )
+    split = dict(settings["split"])
+    if cfg.split_file is not None:
+        split["file"] = cfg.split_file
+    elif not split_file_for(root, split).is_file():
+        split["file"] = str(Path(cfg.out_dir) / "split.json")
+    settings["split"] = split
     return settings
 
 

@@ -29,6 +29,7 @@ class LoadedCheckpoint:
     path: Path
     model: ScalpGrader
     data: dict[str, Any]
+    graded_images: dict[str, str]  # split -> hash of its image names (empty: not recorded)
 
 
 def load_checkpoint(
@@ -47,7 +48,8 @@ def load_checkpoint(
     model = ScalpGrader(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     data = dict(checkpoint["datamodule_hyper_parameters"])
-    return LoadedCheckpoint(Path(path), model.eval(), data)
+    graded = checkpoint.get("ScalpDataModule", {}).get("images_sha256", {})
+    return LoadedCheckpoint(Path(path), model.eval(), data, dict(graded))
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -120,6 +120,7 @@ class EnsemblePredictor:
     Attributes:
         members: The loaded members (eval mode, on ``device``).
         data: The first member's data settings (every member shares image size and test split).
+        graded_images: The first member's record of its splits' images.
     """
 
     def __init__(self, paths: Sequence[Path], device: str = "auto", tta: str | None = None) -> None:
@@ -131,6 +132,7 @@ class EnsemblePredictor:
             member.model.to(self.device)
         self.model = MeanOfMembers([m.model.deployable() for m in self.members]).eval()
         self.data = self.members[0].data
+        self.graded_images = self.members[0].graded_images
         self.image_size = input_size(self.data["image_size"])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "model": dict(loaded.model.hparams),
         "decision_offsets": loaded.model.decision_offsets.tolist(),
         "data": loaded.data,
+        "images_sha256": loaded.graded_images,
         "scalp_ml_version": scalp_ml.__version__,
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -23,6 +23,7 @@ class Predictor(Protocol):
 
     image_size: tuple[int, int]
     data: dict[str, Any]
+    graded_images: dict[str, str]  # split -> hash of the image names it was trained/graded on
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, 6, 4]`` of uint8 letterboxed images ``[B, 3, H, W]``."""
@@ -47,6 +48,7 @@ class CheckpointPredictor:
         loaded = load_checkpoint(path, map_location=self.device, tta=tta)
         self.module = loaded.model.to(self.device).eval()
         self.data = loaded.data
+        self.graded_images = loaded.graded_images
         self.image_size = input_size(loaded.data["image_size"])
         self.deployed = self.module.deployable().eval()
 
@@ -81,6 +83,7 @@ class OnnxPredictor:
             raise ValueError(f"{path} is not an ONNX file written by scalp_ml.export")
         self.metadata = json.loads(metadata[ONNX_METADATA_KEY])
         self.data = self.metadata["data"]
+        self.graded_images = self.metadata.get("images_sha256", {})
         self.image_size = input_size(self.metadata["image_size"])
         self.input_name = self.session.get_inputs()[0].name
 
