@@ -57,6 +57,35 @@ def test_grid_sweep_writes_a_run_per_job_and_a_summary(synthetic_root: Path, tmp
     assert backbones == {"test_efficientnet", "test_resnet"}
 
 
+@pytest.mark.slow
+def test_a_failed_job_keeps_the_other_rows_with_a_column_per_swept_parameter(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalp_ml.train",
+            "-m",
+            *FAST,
+            *ONE_SHORT_EPOCH,
+            f"data.root={synthetic_root}",
+            f"hydra.sweep.dir={sweep_dir}",
+            "optimizer.lr=-1.0,1e-3",  # the first job fails (AdamW refuses a negative rate)
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0  # Hydra reports the failed job
+    summary = pd.read_csv(sweep_dir / "sweep_summary.csv")
+    assert list(summary["optimizer.lr"]) == [0.001, -1.0]  # finished first, then the failure
+    assert list(summary["status"]) == ["finished", "failed"]
+    assert "Invalid learning rate" in summary["error"].iloc[1]
+    assert summary["val/macro_f1"].notna().tolist() == [True, False]
+    assert "data.root" not in summary.columns  # the same in every job: no column
+
+
 def test_optuna_search_stores_trials_and_reports_the_best(synthetic_root: Path, tmp_path: Path):
     import optuna
 

@@ -1,8 +1,10 @@
 """Sweep bookkeeping: one summary table of every job of a Hydra multirun.
 
-``conf/hydra/default.yaml`` registers :class:`SweepSummary`, so ``python -m scalp_ml.train -m
-...`` (grid or Optuna) ends by writing ``<sweep dir>/sweep_summary.csv``: one row per job with
-its overrides, run directory, split hash and the best checkpoint's validation and test metrics.
+``conf/hydra/default.yaml`` registers :class:`SweepSummary`, so every job of ``python -m
+scalp_ml.train -m ...`` (grid or Optuna) rewrites ``<sweep dir>/sweep_summary.csv`` as it
+ends, finished or failed: one row per job with its status (and error), one column per swept
+parameter, its overrides, run directory, split hash and the best checkpoint's validation and
+test metrics, best first by the monitored metric. A failed job never costs the others' rows.
 A multirun over the folds of a cross-validation also gets ``cv_summary.csv`` and
 ``oof_predictions.csv`` (:mod:`scalp_ml.training.cross_validation`).
 """
@@ -16,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from scalp_ml.atomic import atomic_write_text
@@ -27,6 +31,7 @@ from scalp_ml.training.cross_validation import multirun_folds, summarize_folds
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.csv"
+STATUS_FILE = "job_status.json"  # written by SweepSummary when a job ends
 
 
 def job_row(job_dir: Path) -> dict[str, Any]:
@@ -38,19 +43,21 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
     metrics_file, info_file = job_dir / "metrics.json", job_dir / "run_info.json"
-    folds_file = job_dir / CV_SUMMARY
-    row["status"] = "failed or unfinished"
+    folds_file, status_file = job_dir / CV_SUMMARY, job_dir / STATUS_FILE
+    ended = json.loads(status_file.read_text()) if status_file.is_file() else {}
+    done = metrics_file.is_file() or folds_file.is_file()
+    row["status"] = ended.get("status", "finished" if done else "running or killed")
+    row["error"] = ended.get("error", "")
     row["run_dir"] = str(job_dir)
     if info_file.is_file():
         row["split_sha256"] = json.loads(info_file.read_text())["split_sha256"]
     if metrics_file.is_file():
-        row["status"] = "finished"
         metrics = json.loads(metrics_file.read_text())
         row["checkpoint"] = metrics["context"]["checkpoint"]
         for stage in ("val", "test"):
             row |= {f"{stage}/{key}": metrics[stage][key] for key in SUMMARY_KEYS}
     elif folds_file.is_file():
-        row["status"] = "finished (cross-validation: mean of the folds)"
+        row["status"] += " (cross-validation: mean of the folds)"
         means = pd.read_csv(folds_file).set_index("metric")["mean"]
         row |= {f"val/{key}": means[f"val/{key}"] for key in SUMMARY_KEYS}
     return row
@@ -64,23 +71,65 @@ def sweep_jobs(sweep_dir: Path) -> list[Path]:
     )
 
 
-def summarize_sweep(sweep_dir: Path) -> Path:
+def summarize_sweep(sweep_dir: Path, metric: str = "val/macro_f1", mode: str = "max") -> Path:
     """Writes ``sweep_summary.csv`` with a row per job folder of ``sweep_dir``.
 
-    A job that did not finish is listed with its status and no metrics.
+    Each override key whose value differs between jobs gets its own column; rows are sorted
+    by ``metric`` (best first by ``mode``), jobs without it last.
     """
     table = pd.DataFrame([job_row(job) for job in sweep_jobs(sweep_dir)])
+    settings = [dict(_key_value(o) for o in row.split()) for row in table["overrides"]]
+    swept = pd.DataFrame(settings, index=table.index)
+    varying = [key for key in swept.columns if swept[key].nunique(dropna=False) > 1]
+    table = pd.concat(
+        [table[["job", "status"]], swept[varying], table.drop(columns=["job", "status"])], axis=1
+    )
+    if metric in table:
+        table = table.sort_values(
+            metric, ascending=mode == "min", na_position="last", kind="stable"
+        )
     return atomic_write_text(sweep_dir / SUMMARY_FILE, table.to_csv(index=False))
 
 
+def _key_value(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key, value
+
+
 class SweepSummary(Callback):
-    """Hydra callback: writes the sweep summary when a multirun ends."""
+    """Hydra callback: the sweep summary, rewritten as each job ends and when the sweep ends."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Records the job's end (finished, or failed with its error) and rewrites the summary."""
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        failed = job_return.status == JobStatus.FAILED
+        ended = {"status": "failed" if failed else "finished"}
+        if failed:
+            try:
+                job_return.return_value  # noqa: B018  (re-raises the job's exception)
+            except Exception as error:  # any exception a job can raise
+                ended["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+        atomic_write_text(job_dir / STATUS_FILE, json.dumps(ended))
+        self._summarize(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Summarises the jobs under ``hydra.sweep.dir``."""
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            log.info("Sweep summary written to %s", summarize_sweep(sweep_dir))
+        """Summarises the jobs under ``hydra.sweep.dir``, and the folds of a cross-validation."""
+        sweep_dir = self._summarize(config)
+        if sweep_dir is not None:
+            log.info("Sweep summary written to %s", sweep_dir / SUMMARY_FILE)
             folds = multirun_folds(sweep_jobs(sweep_dir))
             if folds and (summary := summarize_folds(folds, sweep_dir)):
                 log.info("Cross-validation summary written to %s", summary)
+
+    @staticmethod
+    def _summarize(config: DictConfig) -> Path | None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return None
+        monitor = config.get("monitor") or {}
+        summarize_sweep(
+            sweep_dir, monitor.get("metric", "val/macro_f1"), monitor.get("mode", "max")
+        )
+        return sweep_dir
