@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
     Raises:
         PermissionError: The folder of ``path`` is not writable (the message names it).
+        OSError: The disk is full (the message names the file, its size and the space left;
+            the previous file at ``path`` is kept).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +37,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left to write {path} ({len(data):,} bytes; {free:,} bytes free on "
+                "its disk). The previous file there, if any, is kept",
+            ) from error
         raise
     return path
 

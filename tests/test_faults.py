@@ -151,3 +151,49 @@ def test_resuming_on_another_split_is_refused(synthetic_root: Path, demo_run) ->
     state["images_sha256"]["val"] = "0" * 64
     with pytest.raises(ValueError, match=r"val split here .* resumed checkpoint"):
         datamodule.load_state_dict(state)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    import torch
+
+    from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, last)
+    before = last.read_bytes()
+
+    def full(_: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left to write .*last\.ckpt .* bytes free"):
+        io.save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, last)
+    assert last.read_bytes() == before  # still the whole previous checkpoint
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temporary left
+    monkeypatch.undo()
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+def test_training_saves_its_checkpoints_atomically(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scalp_ml.train import train
+    from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
+
+    saved = []
+    original = AtomicCheckpointIO.save_checkpoint
+
+    def spy(self, checkpoint, path, storage_options=None) -> None:
+        saved.append(Path(path).name)
+        original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", spy)
+    overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
+    train(compose_train([*overrides, "trainer.max_epochs=1", "+trainer.limit_train_batches=1"]))
+    assert "last.ckpt" in saved and any(name.startswith("best-") for name in saved)

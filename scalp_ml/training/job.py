@@ -29,6 +29,7 @@ from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.checkpoint import read_checkpoint, write_with_offsets
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
+from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
 from scalp_ml.training.loggers import build_loggers, finish_wandb
 from scalp_ml.training.run_record import record_run
 
@@ -56,8 +57,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     apply_speed_switches(model, cfg.speed)
     loggers = build_loggers(cfg.logger, _sweep_group())
     try:
+        arguments = instantiate(cfg.trainer, _convert_="all")
+        plugins = [*(arguments.pop("plugins", None) or []), AtomicCheckpointIO()]
         trainer = L.Trainer(
-            **instantiate(cfg.trainer, _convert_="all"),
+            **arguments,
+            plugins=plugins,
             default_root_dir=run_dir,
             callbacks=[instantiate(callback) for callback in cfg.callbacks.values()],
             logger=loggers or False,
