@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_cv"))
     args = parser.parse_args()
     generate(args.data, n_images=args.images, seed=0)
-    common = ["experiment=demo", f"data.root={args.data}", f"seed={args.seed}", *QUIET]
+    common = ["experiment=demo", f"data.root={args.data}", f"seed={args.seed}", "overwrite=true"]
+    common += QUIET  # runs are only started when none finished: a cut-off one starts again
     sweep, single = args.out / "cv", args.out / "single"
     if not (sweep / "cv_summary.csv").is_file():
         run("train", "cv=kfold", f"data.split.folds={FOLDS}", f"hydra.sweep.dir={sweep}", *common)

@@ -113,6 +113,7 @@ def train(data: Path, overrides: list[str], seed: int, run_dir: Path) -> Graded:
             f"data.root={data}",
             f"seed={seed}",
             f"hydra.run.dir={run_dir}",
+            "overwrite=true",  # a run cut off before it finished starts again
             *QUIET,
             *overrides,
         ]

@@ -32,6 +32,7 @@ def train_demo(data: Path, size: int, run_dir: Path, limits: list[str]) -> tuple
         f"data.root={data}",
         f"data.image_size={size}",
         f"run_dir={run_dir}",
+        "overwrite=true",  # every invocation trains afresh
         "~callbacks.progress_bar",
         "+trainer.enable_progress_bar=false",
         *limits,

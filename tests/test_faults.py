@@ -197,3 +197,21 @@ def test_training_saves_its_checkpoints_atomically(
     overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
     train(compose_train([*overrides, "trainer.max_epochs=1", "+trainer.limit_train_batches=1"]))
     assert "last.ckpt" in saved and any(name.startswith("best-") for name in saved)
+
+
+def test_a_new_run_into_an_earlier_runs_directory_is_refused_unless_told(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    from scalp_ml.train import train
+
+    overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
+    short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1"]
+    train(compose_train([*overrides, *short]))
+    first = (tmp_path / "run_info.json").read_text()
+    one_run = len((tmp_path / "metrics.csv").read_text().splitlines())
+    with pytest.raises(FileExistsError, match=r"already holds a run .* overwrite=true"):
+        train(compose_train([*overrides, *short]))
+    assert (tmp_path / "run_info.json").read_text() == first  # nothing of it was touched
+    train(compose_train([*overrides, *short, "overwrite=true"]))
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == one_run  # not mixed
+    assert (tmp_path / "run_info.json").read_text() != first

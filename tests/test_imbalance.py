@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from scalp_ml.data.datamodule import ScalpDataModule
 from scalp_ml.data.sampler import BalancedSampler, rarity_weights
+from scalp_ml.data.splits import default_split_path
 from scalp_ml.inference.checkpoint import load_checkpoint
 from scalp_ml.inference.export import export
 from scalp_ml.inference.predictors import OnnxPredictor
@@ -70,7 +71,7 @@ def trained(
 
 def split_grade_counts(root: Path) -> np.ndarray:
     """Training images per indicator and grade, read from the saved split and the index."""
-    (split_file,) = (root / ".scalp_ml" / "splits").glob("session-*.json")
+    split_file = default_split_path(root, (0.7, 0.15, 0.15), 42, "session")
     train = json.loads(split_file.read_text())["splits"]["train"]
     manifest = pd.read_csv(root / ".scalp_ml" / "index" / "manifest.csv")
     rows = manifest[manifest["name"].isin(train)]

@@ -185,6 +185,7 @@ def cross_validate(
         fold_cfg.run_dir = str(fold_dir)
         resumable = (fold_dir / "checkpoints" / "last.ckpt").is_file()
         fold_cfg.ckpt_path = "last" if resumable else cfg.ckpt_path
+        fold_cfg.overwrite = True  # a fold that stopped before its first checkpoint restarts
         log.info("Fold %d of %d: %s", fold, folds, fold_dir)
         results.append(train_one(fold_cfg))
     summarize_folds({"": fold_dirs}, run_dir)

@@ -7,6 +7,7 @@ validation and test splits with it and writes the report into the run directory.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -35,6 +37,9 @@ from scalp_ml.training.run_record import record_run
 
 log = logging.getLogger(__name__)
 
+RUN_FILES = ("run_info.json", "checkpoints", "metrics.csv", "metrics.json")  # a run was here
+KEPT_ON_OVERWRITE = {".hydra", "train.log"}  # this run's own Hydra config and log
+
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job from a composed config.
@@ -45,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.trainer.max_epochs == 0:
         raise ValueError("trainer.max_epochs=0 trains nothing; use 1 or more (-1: no limit)")
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(run_dir, resuming=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
     datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
@@ -79,6 +84,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
     finally:
         finish_wandb(loggers)
+
+
+def claim_run_dir(run_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """Creates ``run_dir``, refusing one that holds an earlier run unless told what to do.
+
+    Args:
+        run_dir: The run's directory.
+        resuming: The run continues from a checkpoint (``ckpt_path``): its folder is reused.
+            Under DDP only the first process checks (the others find its files).
+        overwrite: Remove the earlier run's files first (Hydra's ``.hydra`` and log stay).
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run and neither applies (the message says how).
+    """
+    earlier = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if earlier and not resuming and rank_zero_only.rank == 0:  # DDP: the first process decides
+        if not overwrite:
+            raise FileExistsError(
+                f"{run_dir} already holds a run ({', '.join(earlier)}); a new run there would "
+                "mix its checkpoints and logs with it. Continue it with ckpt_path=last, choose "
+                "another hydra.run.dir, or pass overwrite=true to replace it."
+            )
+        log.warning("overwrite=true: removing the earlier run in %s", run_dir)
+        for entry in run_dir.iterdir():
+            if entry.is_dir() and entry.name not in KEPT_ON_OVERWRITE:
+                shutil.rmtree(entry)
+            elif entry.name not in KEPT_ON_OVERWRITE:
+                entry.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def build_module(cfg: DictConfig) -> ScalpGrader:
