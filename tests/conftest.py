@@ -1,6 +1,8 @@
 """Shared fixtures: one small synthetic dataset and one tiny training run per test session."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -31,6 +33,15 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """A config as ``python -m scalp_ml.<entry> <overrides>`` would compose it."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose(name, overrides=overrides)
+
+
+def run_train(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m scalp_ml.train <overrides>`` in a subprocess; with ``check``, it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "scalp_ml.train", *overrides], capture_output=True, text=True
+    )
+    assert result.returncode == 0 or not check, result.stderr[-3000:]
+    return result
 
 
 def compose_train(overrides: list[str]) -> DictConfig:

@@ -1,8 +1,6 @@
 """Cross-validation on the folds of the split file, and the fold models as one ensemble."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import torch
 from scalp_ml.data.splits import default_split_path
 from scalp_ml.inference.ensemble import EnsembleError
 from scalp_ml.labels import INDICATOR_NAMES
-from tests.conftest import FAST, compose_config, compose_train
+from tests.conftest import FAST, compose_config, compose_train, run_train
 
 FOLDS = 3
 SHORT = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
@@ -183,24 +181,16 @@ def test_a_three_fold_multirun_writes_the_summary_and_out_of_fold_predictions(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scalp_ml.train",
-            "-m",
-            *FAST,
-            *SHORT,
-            f"data.root={synthetic_root}",
-            f"hydra.sweep.dir={sweep_dir}",
-            f"data.split.folds={FOLDS}",
-            f"data.split.fold=range({FOLDS})",
-            "hydra/launcher=local",  # submitit, as hydra/launcher=slurm runs them on a cluster
-        ],
-        capture_output=True,
-        text=True,
+    run_train(
+        "-m",
+        *FAST,
+        *SHORT,
+        f"data.root={synthetic_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"data.split.folds={FOLDS}",
+        f"data.split.fold=range({FOLDS})",
+        "hydra/launcher=local",  # submitit, as hydra/launcher=slurm runs them on a cluster
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(sweep_dir / "cv_summary.csv").set_index("metric")
     assert summary.loc["val/macro_f1", "folds_finished"] == f"{FOLDS}/{FOLDS}"
     oof = pd.read_csv(sweep_dir / "oof_predictions.csv")

@@ -1,8 +1,6 @@
 """Hydra multiruns as a user starts them: a grid sweep and an Optuna search, in subprocesses."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,18 +8,10 @@ import pytest
 import yaml
 
 from scalp_ml.training.distributed import refuse_distributed_multirun
-from tests.conftest import FAST, compose_train
+from tests.conftest import FAST, compose_train, run_train
 
 # One short epoch per job: the sweep machinery is under test, not the model.
 ONE_SHORT_EPOCH = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
-
-
-def run_train(*overrides: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "scalp_ml.train", *overrides], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def test_grid_sweep_writes_a_run_per_job_and_a_summary(synthetic_root: Path, tmp_path: Path):
@@ -62,20 +52,14 @@ def test_a_failed_job_keeps_the_other_rows_with_a_column_per_swept_parameter(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scalp_ml.train",
-            "-m",
-            *FAST,
-            *ONE_SHORT_EPOCH,
-            f"data.root={synthetic_root}",
-            f"hydra.sweep.dir={sweep_dir}",
-            "optimizer.lr=-1.0,1e-3",  # the first job fails (AdamW refuses a negative rate)
-        ],
-        capture_output=True,
-        text=True,
+    result = run_train(
+        "-m",
+        *FAST,
+        *ONE_SHORT_EPOCH,
+        f"data.root={synthetic_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "optimizer.lr=-1.0,1e-3",  # the first job fails (AdamW refuses a negative rate)
+        check=False,
     )
     assert result.returncode != 0  # Hydra reports the failed job
     summary = pd.read_csv(sweep_dir / "sweep_summary.csv")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,9 +81,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_hyperparams(plain(cfg))
         settings = EvidenceSettings(**plain(cfg.evaluation))
         offsets_seed = cfg.seed if cfg.decision_offsets else None
-        return _fit_and_evaluate(
-            trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
-        )
+        with sigterm_exits_143():
+            return _fit_and_evaluate(
+                trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
+            )
     finally:
         finish_wandb(loggers)
 
@@ -150,6 +153,19 @@ def data_settings(data: DictConfig) -> dict[str, Any]:
     return settings
 
 
+@contextmanager
+def sigterm_exits_143() -> Iterator[None]:
+    """Ends the process with status 143 when SIGTERM stops Lightning (fitting or grading).
+
+    While fitting, CheckpointOnSigterm has saved ``last.ckpt``; a scheduler then sees "killed
+    by SIGTERM" and never takes a cut-off run for a finished one.
+    """
+    try:
+        yield
+    except SIGTERMException as stop:  # a SystemExit without a status: it would exit 0
+        raise SystemExit(128 + signal.SIGTERM) from stop
+
+
 def _fit_and_evaluate(
     trainer: L.Trainer,
     model: ScalpGrader,
@@ -164,27 +180,8 @@ def _fit_and_evaluate(
     With an ``offsets_seed`` (``decision_offsets=true``), decision offsets are fitted on the
     validation split's predictions of the best checkpoint and saved with its weights as
     ``checkpoints/best-tuned.ckpt``, which is then graded (the report also shows the scores
-    without the offsets). A SIGTERM while fitting or grading ends the process with status 143,
-    so a scheduler never takes a cut-off run for a finished one.
+    without the offsets).
     """
-    try:
-        return _fit_then_grade(
-            trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
-        )
-    except SIGTERMException as stop:  # while fitting, CheckpointOnSigterm saved last.ckpt
-        raise SystemExit(128 + signal.SIGTERM) from stop  # "killed by SIGTERM" for the scheduler
-
-
-def _fit_then_grade(
-    trainer: L.Trainer,
-    model: ScalpGrader,
-    datamodule: ScalpDataModule,
-    ckpt_path: str | None,
-    run_dir: Path,
-    settings: EvidenceSettings,
-    offsets_seed: int | None,
-) -> dict[str, float]:
-    """What :func:`_fit_and_evaluate` runs (its SIGTERM handling aside)."""
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # its state_dict: the weights that scored best (averaged ones with weight averaging)
