@@ -215,3 +215,22 @@ def test_a_new_run_into_an_earlier_runs_directory_is_refused_unless_told(
     train(compose_train([*overrides, *short, "overwrite=true"]))
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == one_run  # not mixed
     assert (tmp_path / "run_info.json").read_text() != first
+
+
+def test_an_empty_data_root_is_refused_instead_of_indexing_the_working_directory() -> None:
+    from scalp_ml.training.job import data_settings
+
+    with pytest.raises(ValueError, match=r"data\.root is empty"):
+        data_settings(compose_train([*FAST, "data.root=''"]).data)
+
+
+def test_device_cuda_without_a_gpu_blames_the_device_not_the_checkpoint(
+    best_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from scalp_ml.inference.predictors import load_predictor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device=cuda: torch sees no CUDA GPU"):
+        load_predictor(best_checkpoint, device="cuda")

@@ -53,6 +53,9 @@ def test_a_windows_path_in_the_label_keeps_only_the_file_name() -> None:
         (encoded(label(value_6="mild")), "'value_6' is 'mild', not an integer grade 0-3"),
         (encoded(label(value_1=1.5)), "'value_1' is 1.5, not an integer grade 0-3"),
         (encoded(label(value_2=True)), "'value_2' is True, not an integer grade 0-3"),
+        (encoded(label(value_2="²")), "'value_2' is '²', not an integer grade 0-3"),
+        (encoded(label(value_2="--1")), "'value_2' is '--1', not an integer grade 0-3"),
+        (b'{"value_1": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ],
 )
 def test_bad_labels_name_the_file_and_the_problem(data: bytes, message: str) -> None:

@@ -136,6 +136,20 @@ def test_bad_label_files_are_an_error_naming_them_or_skipped(download: Path) -> 
     assert len(index.report.bad_labels) == 2
 
 
+def test_a_label_file_far_larger_than_a_label_is_never_read(download: Path) -> None:
+    huge = label_files(download)[0]
+    with huge.open("ab") as file:  # 1.5 MB of trailing spaces: still valid JSON, not a label
+        file.write(b" " * 1_500_000)
+    index = build_index(download, progress=False)
+    assert index.report.bad_labels == [
+        f"{huge.relative_to(download)}: {huge.stat().st_size:,} bytes, far larger than a label "
+        "(at most 1,000,000); not read"
+    ]
+    with pytest.raises(LabelError, match="far larger than a label"):
+        usable_manifest(index)
+    assert f"{huge.stem}.jpg" not in set(usable_manifest(index, on_bad_label="skip")["name"])
+
+
 def test_labels_without_image_and_images_without_label_are_reported_and_skipped(
     download: Path,
 ) -> None:

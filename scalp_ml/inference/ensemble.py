@@ -18,6 +18,7 @@ import torch
 
 from scalp_ml.data.images import input_size
 from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
+from scalp_ml.inference.predictors import resolve_device
 
 
 class EnsembleError(ValueError):
@@ -124,9 +125,7 @@ class EnsemblePredictor:
     """
 
     def __init__(self, paths: Sequence[Path], device: str = "auto", tta: str | None = None) -> None:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         self.members = load_members(paths, self.device, tta)
         for member in self.members:
             member.model.to(self.device)

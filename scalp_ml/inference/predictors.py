@@ -42,9 +42,7 @@ class CheckpointPredictor:
 
         from scalp_ml.inference.checkpoint import load_checkpoint
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         loaded = load_checkpoint(path, map_location=self.device, tta=tta)
         self.module = loaded.model.to(self.device).eval()
         self.data = loaded.data
@@ -58,6 +56,24 @@ class CheckpointPredictor:
 
         with torch.inference_mode():
             return self.deployed(torch.from_numpy(images).to(self.device)).cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a command's ``device`` (``auto``: CUDA when torch sees a GPU).
+
+    Raises:
+        ValueError: ``cuda`` asked for on a machine where torch sees no GPU.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device=cuda: torch sees no CUDA GPU on this machine (a CPU-only torch build, no "
+            "driver, or CUDA_VISIBLE_DEVICES empty); use device=cpu or device=auto"
+        )
+    return device
 
 
 class OnnxPredictor:

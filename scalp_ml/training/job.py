@@ -147,8 +147,15 @@ def data_settings(data: DictConfig) -> dict[str, Any]:
     """The datamodule's arguments, with the data root made absolute.
 
     Checkpoints store these settings, so ``evaluate`` finds the data from any folder.
+
+    Raises:
+        ValueError: ``data.root`` is empty (it would index the working directory).
     """
     settings = plain(data)
+    if not str(settings["root"]).strip():
+        raise ValueError(
+            "data.root is empty: set it to the dataset folder, e.g. data.root=/data/aihub"
+        )
     settings["root"] = str(Path(settings["root"]).expanduser().resolve())
     return settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -11,6 +12,7 @@ from scalp_ml.labels import INDICATORS, NUM_GRADES
 
 # Label files are UTF-8 (with or without a byte-order mark); older Windows tools wrote CP949.
 ENCODINGS = ("utf-8-sig", "cp949")
+MAX_LABEL_BYTES = 1_000_000  # a label is about 1 kB; anything this large is not one (nor read)
 
 
 class LabelError(ValueError):
@@ -51,6 +53,8 @@ def parse_label(data: bytes, source: str) -> Label:
         content = json.loads(text)
     except json.JSONDecodeError as error:
         raise LabelError(f"{source}: not valid JSON ({error})") from error
+    except RecursionError as error:
+        raise LabelError(f"{source}: JSON nested too deeply to be a label") from error
     if not isinstance(content, dict):
         raise LabelError(f"{source}: expected a JSON object, found {type(content).__name__}")
     grades = tuple(_grade(content, indicator.key, source) for indicator in INDICATORS)
@@ -73,7 +77,7 @@ def _grade(content: dict, key: str, source: str) -> int:
         raise LabelError(f"{source}: missing key '{key}'")
     value = content[key]
     text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("-").isdigit():
+    if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]+", text):  # ASCII digits only
         raise LabelError(f"{source}: '{key}' is {value!r}, not an integer grade 0-{NUM_GRADES - 1}")
     grade = int(text)
     if not 0 <= grade < NUM_GRADES:

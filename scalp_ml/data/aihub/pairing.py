@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 import pandas as pd
 from rich.progress import track
 
-from scalp_ml.data.aihub.label_file import Label, LabelError, parse_label
+from scalp_ml.data.aihub.label_file import MAX_LABEL_BYTES, Label, LabelError, parse_label
 from scalp_ml.data.aihub.reader import Download, list_files, location_archive, location_name
 from scalp_ml.data.images import IMAGE_SUFFIXES, BadImageError, probe
 from scalp_ml.labels import INDICATOR_NAMES
@@ -174,6 +174,12 @@ def _read_labels(
             images.setdefault(name.stem, []).append((location, size))
         elif suffix == ".json":
             report.label_files += 1
+            if size > MAX_LABEL_BYTES:  # never read into memory (a zip can hold a huge one)
+                report.bad_labels.append(
+                    f"{location}: {size:,} bytes, far larger than a label "
+                    f"(at most {MAX_LABEL_BYTES:,}); not read"
+                )
+                continue
             try:
                 label = parse_label(download.read(location), location)
             except LabelError as error:
