@@ -38,6 +38,23 @@ def test_onnx_file_describes_itself(onnx_file: Path, best_checkpoint: Path) -> N
     assert predictor.session.get_inputs()[0].type == "tensor(uint8)"
 
 
+def test_onnx_metadata_has_flat_keys_any_onnx_tool_shows(onnx_file: Path) -> None:
+    import onnx
+
+    import scalp_ml
+
+    flat = {entry.key: entry.value for entry in onnx.load(onnx_file).metadata_props}
+    assert flat["version"] == scalp_ml.__version__ and flat["image_size"] == "64x64"
+    assert flat["intended_use"] == "research; not a medical diagnosis"
+    assert (
+        flat["indicators"].split(",")[0] == "microkeratin" and len(flat["grades"].split(",")) == 4
+    )
+    mean = [float(value) for value in flat["mean"].split(",")]
+    assert mean == pytest.approx([0.485, 0.456, 0.406], abs=1e-6)  # timm's ImageNet mean
+    assert flat["date"].startswith("20")
+    assert len(flat["git_commit"]) == 40 or flat["git_commit"] == "unknown"  # not a git checkout
+
+
 def test_torchscript_export_matches_and_carries_metadata(
     best_checkpoint: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:

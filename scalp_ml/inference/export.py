@@ -32,12 +32,14 @@ from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from scalp_ml.inference.ensemble import MeanOfMembers, load_members, member_paths
 from scalp_ml.inference.predictors import ONNX_METADATA_KEY, OnnxPredictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
+from scalp_ml.training.run_record import git_state
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5  # largest allowed probability difference between export and checkpoint
 METADATA_FILE = "scalp_ml.json"  # TorchScript extra file holding the metadata
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+INTENDED_USE = "research; not a medical diagnosis"
 
 
 def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
@@ -55,8 +57,31 @@ def export_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "decision_offsets": loaded.model.decision_offsets.tolist(),
         "data": loaded.data,
         "images_sha256": loaded.graded_images,
+        "mean": (loaded.model.net.mean.flatten() / 255).tolist(),  # applied inside, on [0, 1]
+        "std": (loaded.model.net.std.flatten() / 255).tolist(),
         "scalp_ml_version": scalp_ml.__version__,
+        "git_commit": git_state(Path(scalp_ml.__file__).parent)["commit"],
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+        "intended_use": INTENDED_USE,
+    }
+
+
+def flat_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """The metadata as flat text keys, for ONNX tools that show ``metadata_props`` as a list."""
+    height, width = metadata["image_size"]
+    return {
+        "version": metadata["scalp_ml_version"],
+        "git_commit": metadata["git_commit"] or "unknown",
+        "date": metadata["exported"],
+        "image_size": f"{height}x{width}",
+        "resize": "letterbox: aspect kept, area-averaged, black padding centred",
+        "input": metadata["input"],
+        "output": metadata["output"],
+        "mean": ",".join(f"{value:.6g}" for value in metadata["mean"]),
+        "std": ",".join(f"{value:.6g}" for value in metadata["std"]),
+        "indicators": ",".join(item["name"] for item in metadata["indicators"]),
+        "grades": ",".join(metadata["grades"]),
+        "intended_use": metadata["intended_use"],
     }
 
 
@@ -91,8 +116,10 @@ def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str
         verbose=False,
     )
     proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(metadata, ensure_ascii=False)
+    flat = flat_metadata(metadata) if metadata else {}
+    for key, value in {ONNX_METADATA_KEY: json.dumps(metadata, ensure_ascii=False), **flat}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     return proto.SerializeToString()
 
 
