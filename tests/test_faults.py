@@ -234,3 +234,15 @@ def test_device_cuda_without_a_gpu_blames_the_device_not_the_checkpoint(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device=cuda: torch sees no CUDA GPU"):
         load_predictor(best_checkpoint, device="cuda")
+
+
+def test_a_run_shows_none_of_the_stacks_known_noise(
+    synthetic_root: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder, caplog
+) -> None:
+    from scalp_ml.train import train
+
+    overrides = [*FAST, f"data.root={synthetic_root}", f"run_dir={tmp_path}"]
+    train(compose_train([*overrides, "trainer.max_epochs=1", "+trainer.limit_train_batches=1"]))
+    shown = [str(w.message) for w in recwarn]
+    assert not [m for m in shown if "LeafSpec" in m or "logging interval" in m], shown
+    assert not [r for r in caplog.records if "Tip:" in r.getMessage()]

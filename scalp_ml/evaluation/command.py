@@ -22,6 +22,7 @@ from scalp_ml.inference.predictors import (
     Predictor,
     load_predictor,
 )
+from scalp_ml.training.quiet import silence_known_noise
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -40,6 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         ValueError: An ensemble asked to grade another split than ``test`` (each member
             trained on other images of the train and validation splits).
     """
+    silence_known_noise()
     paths = member_paths(plain(cfg.ckpt_path)) if _many(cfg.ckpt_path) else [cfg.ckpt_path]
     if len(paths) > 1:
         return _evaluate_ensemble(cfg, paths)

@@ -35,6 +35,7 @@ from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
 from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
 from scalp_ml.training.loggers import build_loggers, finish_wandb
+from scalp_ml.training.quiet import silence_known_noise
 from scalp_ml.training.run_record import record_run
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns:
         Scalar validation and test metrics of the best checkpoint (``val/macro_f1``, ...).
     """
+    silence_known_noise()
     if cfg.trainer.max_epochs == 0:
         raise ValueError("trainer.max_epochs=0 trains nothing; use 1 or more (-1: no limit)")
     run_dir = Path(cfg.run_dir)
