@@ -380,7 +380,8 @@ def main() -> None:
         gains[mode] = score(with_tta(best, mode).val)["macro_f1"] - score(best.val)["macro_f1"]
     overrides, reasons = recommend(runs, winner, gains)
     tag = hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:8]
-    recommended_name = f"recommended-{tag}"
+    # Without post-hoc additions the recommended recipe is the winner itself: its runs are reused.
+    recommended_name = winner if overrides == TRAINED[winner] else f"recommended-{tag}"
     recommended = run_on(args.data, recommended_name, overrides, 0)
 
     pairs, majority = rare_pairs(args.data), majority_grades(args.data, study)

@@ -106,6 +106,7 @@ def test_recommended_demo_is_the_demo_plus_the_ablation_winner() -> None:
         "callbacks.ema.decay=0.99",
         "data.image_size=[120,160]",
         "data.sampler=balanced",
+        "trainer.max_epochs=48",
     ]
     measured = compose_train(["experiment=demo", *winner, "run_dir=/tmp/unused"])
     recommended = compose_train(["experiment=recommended_demo", "run_dir=/tmp/unused"])
