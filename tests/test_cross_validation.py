@@ -72,7 +72,7 @@ def test_decision_offsets_are_fitted_on_the_out_of_fold_predictions(
 ) -> None:
     from sklearn.metrics import f1_score
 
-    from scalp_ml.evaluation.offsets import fit_offsets
+    from scalp_ml.evaluation.offsets import apply_offsets, fit_offsets
     from scalp_ml.evaluation.predictions import Predictions
 
     run_dir, _ = cv_run
@@ -89,7 +89,20 @@ def test_decision_offsets_are_fitted_on_the_out_of_fold_predictions(
         ]
     )
     assert found["oof_macro_f1"] == pytest.approx(reference)
-    assert found["images"] == len(oof) and 0 <= found["oof_macro_f1_crossfitted_offsets"] <= 1
+    assert found["images"] == len(oof)
+    crossfitted = graded.probabilities.copy()  # each fold shifted by the others' offsets
+    for fold in range(FOLDS):
+        inside = (oof["fold"] == fold).to_numpy()
+        others = fit_offsets(graded.probabilities[~inside], graded.grades[~inside])
+        crossfitted[inside] = apply_offsets(graded.probabilities[inside], others)
+    predicted = crossfitted.argmax(axis=-1)
+    expected = np.mean(
+        [
+            f1_score(graded.grades[:, i], predicted[:, i], labels=range(4), average="macro")
+            for i in range(len(INDICATOR_NAMES))
+        ]
+    )
+    assert found["oof_macro_f1_crossfitted_offsets"] == pytest.approx(expected)
 
 
 def test_a_finished_cross_validation_is_reused_when_run_again(
@@ -110,6 +123,9 @@ def test_a_finished_cross_validation_is_reused_when_run_again(
     row = job_row(run_dir)  # an Optuna trial's row in the sweep summary: the folds' mean
     assert row["status"].startswith("finished (cross-validation")
     assert row["val/macro_f1"] == pytest.approx(result["val/macro_f1"])
+    cfg.ckpt_path = "some.ckpt"
+    with pytest.raises(ValueError, match=r"each fold resumes from its own"):
+        cross_validate(cfg, train)
     with pytest.raises(ValueError, match=r"needs data\.split\.folds"):
         cross_validate(compose_train([*overrides, "cross_validate=true"]), train)
 
@@ -170,6 +186,12 @@ def test_members_with_another_image_size_or_data_are_refused(
         torch.save(checkpoint, changed)
         with pytest.raises(EnsembleError, match=f"{changed.name} has {named}"):
             load_members([first, changed])
+    checkpoint = torch.load(first, weights_only=True)
+    checkpoint["ScalpDataModule"]["images_sha256"]["test"] = "0" * 64
+    other_test = tmp_path / "other-test.ckpt"
+    torch.save(checkpoint, other_test)
+    with pytest.raises(EnsembleError, match=r"other-test\.ckpt was tested on other images"):
+        load_members([first, other_test])
     with pytest.raises(EnsembleError, match="at least two"):
         load_members([first])
     with pytest.raises(EnsembleError, match="none of its sub-folders holds a finished run"):

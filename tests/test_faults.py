@@ -82,6 +82,15 @@ def test_zero_epochs_is_refused_before_any_work(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_decision_offsets_with_folds_are_refused_before_any_work(tmp_path: Path) -> None:
+    from scalp_ml.train import train
+
+    overrides = [*FAST, "data.root=/nonexistent", f"run_dir={tmp_path}", "data.split.folds=3"]
+    with pytest.raises(ValueError, match=r"decision_offsets=true with data\.split\.folds"):
+        train(compose_train([*overrides, "decision_offsets=true"]))
+    assert not any(tmp_path.iterdir())
+
+
 def test_sigterm_during_the_final_evaluation_exits_143_not_0(
     synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +125,7 @@ def test_evaluate_never_writes_to_a_path_stored_in_the_checkpoint(
     thesis.write_text("four years of work")
     checkpoint = torch.load(best_checkpoint, weights_only=True)
     checkpoint["datamodule_hyper_parameters"]["manifest_file"] = str(thesis)
+    checkpoint["datamodule_hyper_parameters"]["cache"] = "memmap"  # would build a cache there
     checkpoint["datamodule_hyper_parameters"]["cache_dir"] = str(tmp_path / "their_cache")
     forged = tmp_path / "forged.ckpt"
     torch.save(checkpoint, forged)

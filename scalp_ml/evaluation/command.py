@@ -82,6 +82,7 @@ def _evaluate_ensemble(cfg: DictConfig, paths: list[Path]) -> dict[str, float]:
         found = score(predict_split(trainer, member.model, datamodule.dataloader(cfg.split)))
         own = {key: float(found[key]) for key in ("macro_f1", "hamming_acc", "qwk")}
         members.append({"checkpoint": str(member.path), **own})
+        member.model.to(ensemble.device)  # Lightning's teardown moved it to the CPU
     return evaluate_splits(
         _trainer("cpu"),
         PredictorGrader(ensemble),

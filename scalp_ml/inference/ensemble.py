@@ -96,6 +96,13 @@ def check_members(members: Sequence[LoadedCheckpoint]) -> None:
                         f"Ensemble member {member.path} has {key} {found[key]}, but "
                         f"{first.path} has {value}: members must share their input and data"
                     )
+            tests = (first.graded_images.get("test"), member.graded_images.get("test"))
+            if None not in tests and tests[0] != tests[1]:
+                raise EnsembleError(
+                    f"Ensemble member {member.path} was tested on other images than "
+                    f"{first.path} (their records of the test split differ): averaging them "
+                    "could grade images a member trained on"
+                )
             outputs = tuple(member.model.deployable()(probe).shape)
             if outputs != shape:
                 raise EnsembleError(

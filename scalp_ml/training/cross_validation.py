@@ -47,13 +47,6 @@ def fold_of(run_dir: Path) -> tuple[int, int] | None:
     return None if not split.get("folds") else (int(split.get("fold") or 0), int(split["folds"]))
 
 
-def group_of(job_dir: Path) -> str:
-    """A multirun job's overrides without its fold: what the folds of one configuration share."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    return " ".join(o for o in overrides or [] if not o.startswith(f"{FOLD_KEY}="))
-
-
 def run_metrics(run_dir: Path, splits: Sequence[str] = ("val",)) -> dict[str, float]:
     """A finished run's scalar metrics of ``splits``, keyed ``<split>/<metric>``."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -144,47 +137,44 @@ def oof_offsets(oof: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def multirun_folds(job_dirs: Sequence[Path]) -> dict[str, list[Path]]:
-    """The fold jobs of a multirun, grouped by their overrides without the fold."""
-    groups: dict[str, list[Path]] = {}
-    for job_dir in job_dirs:
-        if fold_of(job_dir) is not None:
-            groups.setdefault(group_of(job_dir), []).append(job_dir)
-    return groups
-
-
 def cross_validate(
     cfg: DictConfig, train_one: Callable[[DictConfig], dict[str, float]]
 ) -> dict[str, float]:
     """Trains every fold of ``cfg`` in turn (``<run_dir>/fold<i>``) and summarises them.
 
     A fold whose run directory holds a finished run is reused and an interrupted one resumes
-    from its ``last.ckpt``, so running the same command again completes a cut-off
-    cross-validation.
+    from its ``last.ckpt``, so the same command with ``hydra.run.dir=<that run's directory>``
+    completes a cut-off cross-validation; ``overwrite=true`` trains every fold afresh.
 
     Returns:
         Every metric of ``train_one``'s result, averaged over the folds.
 
     Raises:
-        ValueError: ``data.split.folds`` is not set.
+        ValueError: ``data.split.folds`` is not set, or ``ckpt_path`` names one checkpoint
+            (each fold resumes from its own ``last.ckpt``).
     """
     folds = cfg.data.split.folds
     if not folds:
         raise ValueError("cross_validate=true needs data.split.folds=<k> (k >= 2)")
+    if cfg.ckpt_path not in (None, "last"):
+        raise ValueError(
+            f"cross_validate=true with ckpt_path={cfg.ckpt_path}: each fold resumes from its "
+            "own fold<i>/checkpoints/last.ckpt; pass ckpt_path=last or nothing"
+        )
     run_dir = Path(cfg.run_dir)
     fold_dirs, results = [], []
     for fold in range(folds):
         fold_dir = run_dir / f"fold{fold}"
         fold_dirs.append(fold_dir)
-        if (fold_dir / "metrics.json").is_file():
+        if (fold_dir / "metrics.json").is_file() and not cfg.overwrite:
             log.info("Fold %d of %d finished before: reusing %s", fold, folds, fold_dir)
             results.append(run_metrics(fold_dir, ("val", "test")))
             continue
         fold_cfg = cfg.copy()
         fold_cfg.data.split.fold = fold
         fold_cfg.run_dir = str(fold_dir)
-        resumable = (fold_dir / "checkpoints" / "last.ckpt").is_file()
-        fold_cfg.ckpt_path = "last" if resumable else cfg.ckpt_path
+        resumable = (fold_dir / "checkpoints" / "last.ckpt").is_file() and not cfg.overwrite
+        fold_cfg.ckpt_path = "last" if resumable else None
         fold_cfg.overwrite = True  # a fold that stopped before its first checkpoint restarts
         log.info("Fold %d of %d: %s", fold, folds, fold_dir)
         results.append(train_one(fold_cfg))

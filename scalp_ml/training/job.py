@@ -51,14 +51,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         Scalar validation and test metrics of the best checkpoint (``val/macro_f1``, ...).
     """
     silence_known_noise()
-    if cfg.trainer.max_epochs == 0:
-        raise ValueError("trainer.max_epochs=0 trains nothing; use 1 or more (-1: no limit)")
+    check_settings(cfg)
+    datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
+    model = build_module(cfg)  # bad settings fail here, before the run directory is touched
     run_dir = Path(cfg.run_dir)
     claim_run_dir(run_dir, resuming=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
-    datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
-    model = build_module(cfg)
     if ckpt_path is None:  # a resumed run gets its weights from the checkpoint
         load_pretrained_weights(
             model.net.backbone, cfg.model.backbone, cfg.model.pretrained, cfg.model.weights
@@ -89,6 +88,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
     finally:
         finish_wandb(loggers)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Refuses settings that make no sense together, before any work.
+
+    Raises:
+        ValueError: ``trainer.max_epochs=0``, or decision offsets with cross-validation folds
+            (they would be fitted on the fold's validation images, which are then the
+            out-of-fold predictions: use the offsets fitted on those, oof_decision_offsets.json).
+    """
+    if cfg.trainer.max_epochs == 0:
+        raise ValueError("trainer.max_epochs=0 trains nothing; use 1 or more (-1: no limit)")
+    if cfg.decision_offsets and cfg.data.split.folds:
+        raise ValueError(
+            "decision_offsets=true with data.split.folds: each fold would fit offsets on its "
+            "own validation images, biasing the out-of-fold predictions; leave it false and "
+            "use oof_decision_offsets.json, fitted on all out-of-fold predictions"
+        )
 
 
 def claim_run_dir(run_dir: Path, resuming: bool, overwrite: bool) -> None:

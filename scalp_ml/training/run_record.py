@@ -45,17 +45,25 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_state(directory: Path) -> dict[str, Any]:
-    """Commit of the source checkout and whether it had uncommitted changes."""
+    """Commit of the scalp_ml checkout holding ``directory`` and whether it had changes.
+
+    ``None`` for both when the package does not sit in its own git checkout (installed from a
+    wheel, or inside some other repository, whose commit would say nothing about this code).
+    """
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=directory, capture_output=True, text=True, check=True
         ).stdout.strip()
 
+    unknown = {"commit": None, "dirty": None}
     try:
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if not directory.resolve().is_relative_to(top / "scalp_ml"):
+            return unknown
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
+        return unknown
 
 
 def record_run(run_dir: Path, cfg: DictConfig, split_file: Path) -> dict[str, Any]:

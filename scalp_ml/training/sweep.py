@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from omegaconf import DictConfig
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.evaluation.metrics import SUMMARY_KEYS
+from scalp_ml.training.cross_validation import FOLD_KEY, fold_of, summarize_folds
 from scalp_ml.training.cross_validation import SUMMARY_FILE as CV_SUMMARY
-from scalp_ml.training.cross_validation import multirun_folds, summarize_folds
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def job_row(job_dir: Path) -> dict[str, Any]:
 
     A ``cross_validate=true`` job gives the folds' mean validation metrics.
     """
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
+    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(job_overrides(job_dir))}
     metrics_file, info_file = job_dir / "metrics.json", job_dir / "run_info.json"
     folds_file, status_file = job_dir / CV_SUMMARY, job_dir / STATUS_FILE
     ended = json.loads(status_file.read_text()) if status_file.is_file() else {}
@@ -63,6 +62,22 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     return row
 
 
+def job_overrides(job_dir: Path) -> list[str]:
+    """A multirun job's command-line overrides (``.hydra/overrides.yaml``)."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    return (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []) or []
+
+
+def multirun_folds(job_dirs: Sequence[Path]) -> dict[str, list[Path]]:
+    """The fold jobs of a multirun, grouped by their overrides without the fold."""
+    groups: dict[str, list[Path]] = {}
+    for job_dir in job_dirs:
+        if fold_of(job_dir) is not None:
+            others = [o for o in job_overrides(job_dir) if not o.startswith(f"{FOLD_KEY}=")]
+            groups.setdefault(" ".join(others), []).append(job_dir)
+    return groups
+
+
 def sweep_jobs(sweep_dir: Path) -> list[Path]:
     """The job folders of a multirun (those holding a ``.hydra`` folder), in job-number order."""
     return sorted(
@@ -77,8 +92,9 @@ def summarize_sweep(sweep_dir: Path, metric: str = "val/macro_f1", mode: str = "
     Each override key whose value differs between jobs gets its own column; rows are sorted
     by ``metric`` (best first by ``mode``), jobs without it last.
     """
-    table = pd.DataFrame([job_row(job) for job in sweep_jobs(sweep_dir)])
-    settings = [dict(_key_value(o) for o in row.split()) for row in table["overrides"]]
+    jobs = sweep_jobs(sweep_dir)
+    table = pd.DataFrame([job_row(job) for job in jobs])
+    settings = [dict(_key_value(o) for o in job_overrides(job)) for job in jobs]
     swept = pd.DataFrame(settings, index=table.index)
     varying = [key for key in swept.columns if swept[key].nunique(dropna=False) > 1]
     table = pd.concat(
@@ -112,7 +128,10 @@ class SweepSummary(Callback):
             except Exception as error:  # any exception a job can raise
                 ended["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
         atomic_write_text(job_dir / STATUS_FILE, json.dumps(ended))
-        self._summarize(config)
+        sweep_dir = self._summarize(config)
+        folds = multirun_folds(sweep_jobs(sweep_dir)) if sweep_dir else {}
+        if folds:  # Hydra skips on_multirun_end when a job failed: the folds that finished count
+            summarize_folds(folds, sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarises the jobs under ``hydra.sweep.dir``, and the folds of a cross-validation."""
