@@ -52,11 +52,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     silence_known_noise()
     check_settings(cfg)
+    L.seed_everything(cfg.seed, workers=True)  # before the model: its initial weights are seeded
     datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
     model = build_module(cfg)  # bad settings fail here, before the run directory is touched
     run_dir = Path(cfg.run_dir)
     claim_run_dir(run_dir, resuming=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
-    L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
     if ckpt_path is None:  # a resumed run gets its weights from the checkpoint
         load_pretrained_weights(
