@@ -42,7 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             trained on other images of the train and validation splits).
     """
     silence_known_noise()
-    paths = member_paths(plain(cfg.ckpt_path)) if _many(cfg.ckpt_path) else [cfg.ckpt_path]
+    paths = member_paths(plain(cfg.ckpt_path))  # one file, or an ensemble's members
     if len(paths) > 1:
         return _evaluate_ensemble(cfg, paths)
     checkpoint = Path(paths[0])
@@ -92,11 +92,6 @@ def _evaluate_ensemble(cfg: DictConfig, paths: list[Path]) -> dict[str, float]:
         {"checkpoint": f"ensemble of {len(paths)} (mean probabilities)", "members": members},
         settings=EvidenceSettings(**plain(cfg.evaluation)),
     )
-
-
-def _many(ckpt_path: Any) -> bool:
-    """Whether ``ckpt_path`` names an ensemble: a list, or a folder."""
-    return not isinstance(ckpt_path, str) or Path(ckpt_path).is_dir()
 
 
 def _refuse_ensemble_split(split: str, source: Path) -> None:
