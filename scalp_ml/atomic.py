@@ -50,6 +50,31 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def check_writable(path: str | Path, what: str, setting: str, example: str) -> None:
+    """Fails before any work when ``path`` could not be written, naming the setting that moves it.
+
+    Args:
+        path: The file to be written (its folder is made if missing).
+        what: What the file is, for the message ("split file").
+        setting: The config key that places it ("data.split.file").
+        example: A value for that key to suggest ("/tmp/split.json").
+
+    Raises:
+        OSError: The folder cannot be made or written (read-only disk, permissions).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"Cannot write the {what} {path}: {error.strerror or error}. Point {setting} to a "
+            f"writable place, e.g. {setting}={example}",
+        ) from error
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

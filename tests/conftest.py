@@ -88,3 +88,44 @@ def onnx_file(best_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     from scalp_ml.inference.export import export
 
     return export(best_checkpoint, "onnx", tmp_path_factory.mktemp("export") / "model.onnx")
+
+
+class Disks:
+    """Small tmpfs file systems for full-disk and read-only cases, unmounted after the test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.mounted: list[Path] = []
+
+    def small(self, name: str, size: str = "1m") -> Path:
+        """A file system of ``size`` mounted at a new folder; skips when mounting is not
+        allowed here (it needs root or CAP_SYS_ADMIN)."""
+        target = self.folder / name
+        target.mkdir()
+        self._mount(target, "-t", "tmpfs", "-o", f"size={size}", "none")
+        return target
+
+    def read_only(self, target: Path) -> None:
+        """Remounts one of these file systems read-only."""
+        self._mount(target, "-o", "remount,ro")
+
+    def _mount(self, target: Path, *arguments: str) -> None:
+        result = subprocess.run(
+            ["mount", *arguments, str(target)], capture_output=True, text=True, check=False
+        )
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root")
+        if target not in self.mounted:
+            self.mounted.append(target)
+
+    def unmount(self) -> None:
+        for target in reversed(self.mounted):
+            subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+@pytest.fixture
+def disks(tmp_path: Path):
+    """See :class:`Disks`."""
+    made = Disks(tmp_path)
+    yield made
+    made.unmount()

@@ -256,3 +256,12 @@ def test_a_run_shows_none_of_the_stacks_known_noise(
     shown = [str(w.message) for w in recwarn]
     assert not [m for m in shown if "LeafSpec" in m or "logging interval" in m], shown
     assert not [r for r in caplog.records if "Tip:" in r.getMessage()]
+
+
+@pytest.mark.parametrize("size", ["0", "[64,0]", "[64,64,64]"])
+def test_an_impossible_image_size_names_its_setting(size: str) -> None:
+    from scalp_ml.data.datamodule import ScalpDataModule
+
+    cfg = compose_train([*FAST, "data.root=/nonexistent", f"data.image_size={size}"])
+    with pytest.raises(ValueError, match=r"^data\.image_size=.*expected a positive side"):
+        ScalpDataModule(**cfg.data)

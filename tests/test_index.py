@@ -68,7 +68,7 @@ def test_verification_finds_a_truncated_image_inside_an_archive(
     manifest_path = tmp_path / "elsewhere" / "manifest.csv"
     index = load_or_build_index(download, manifest_path, verify_images=True, progress=False)
     problems = index.manifest.set_index("image")["image_problem"]
-    assert problems[victim["image"]] == (
+    assert problems[victim["image"]].startswith(
         f"{victim['image']}: cannot decode the image (corrupt or truncated data)"
     )
     assert (problems.drop(victim["image"]) == "").all()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
-from scalp_ml.atomic import atomic_write_text
+from scalp_ml.atomic import atomic_write_text, check_writable
 from scalp_ml.data.aihub.reader import Download, location_archive
 from scalp_ml.data.images import decode_rgb, letterbox
 
@@ -126,7 +126,7 @@ def open_cache(
     """
     files = CacheFiles.at(cache_dir, image_size)
     key = manifest_key(root, paths, image_size)
-    files.array.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(files.lock, "decoded-image cache", "data.cache_dir", "/tmp/scalp_cache")
     with _locked(files.lock):
         if not is_current(files, key):
             build_cache(root, paths, image_size, files, key, workers)
@@ -155,9 +155,15 @@ def build_cache(
     """Letterboxes every image into the cache with a process pool; see the module docstring.
 
     Raises:
-        OSError: Not enough free disk space (nothing is written), or an image cannot be
+        OSError: Not enough free disk space (nothing new is written), or an image cannot be
             decoded (the partial build is removed; the message names the image).
     """
+    # The old cache is not current: it is removed before the space check, so that its own
+    # bytes (e.g. an array whose sidecar did not fit on a full disk) count as free.
+    files.sidecar.unlink(missing_ok=True)
+    files.array.unlink(missing_ok=True)
+    for leftover in files.array.parent.glob(f".{files.array.name}.*.tmp"):
+        leftover.unlink()  # a killed build's: builds run under the lock, so none is running
     needed = len(paths) * image_size[0] * image_size[1] * 3
     free = shutil.disk_usage(files.array.parent).free
     log.info(
@@ -175,9 +181,6 @@ def build_cache(
             f"{files.array.parent} has {_gigabytes(free)} free. Free some space, point "
             "data.cache_dir to a larger disk, or train without a cache (data.cache=none)"
         )
-    files.sidecar.unlink(missing_ok=True)  # from here on, the old cache is no longer trusted
-    for leftover in files.array.parent.glob(f".{files.array.name}.*.tmp"):
-        leftover.unlink()  # a killed build's: builds run under the lock, so none is running
     temporary = files.array.with_name(f".{files.array.name}.{os.getpid()}.tmp")
     try:
         array = np.lib.format.open_memmap(

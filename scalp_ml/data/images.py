@@ -1,8 +1,11 @@
 """Image files: a cheap header check for indexing, decoding to RGB, and the letterbox.
 
 Indexing must stay fast (no pixel decoding), so it only reads each image's header: a zero-byte
-file or one that is no image is caught there. Decoding catches the rest (corrupt or truncated
-data); grayscale, RGBA, 16-bit and PNG images all decode to 8-bit RGB of their own size, which
+file, one that is no image, or one larger than :data:`MAX_PIXELS` is caught there. Decoding
+catches the rest: corrupt or truncated data, including JPEG data that libjpeg would only warn
+about and fill with grey (JPEGs are decoded by libjpeg-turbo in strict mode, through
+``simplejpeg``). Grayscale, RGBA, 16-bit and PNG images all decode to 8-bit RGB of their own
+size, which
 :func:`letterbox` then fits into the network's input size. Every command (training, the
 decoded-image cache, evaluation, prediction, Grad-CAM) prepares images with these functions, and
 none of them needs torch.
@@ -10,6 +13,8 @@ none of them needs torch.
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +22,8 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
 
 # Decoding runs in many processes (loader workers, pools), one OpenCV thread each. It is set
 # here, at import in the parent, so forked children inherit it: cv2.setNumThreads called in a
@@ -25,6 +31,12 @@ from PIL import Image
 cv2.setNumThreads(1)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+# Pillow's decompression-bomb threshold (about 89 megapixels): 280 times a 640x480 scalp photo.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+# Pillow warns between one and two times its limit; such images are refused here with the limit.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_JPEG_START = b"\xff\xd8\xff"
+_JPEG_COLOUR_SPACES = frozenset({"YCbCr", "Gray", "RGB"})  # CMYK and YCCK go through OpenCV
 
 
 class BadImageError(OSError):
@@ -50,29 +62,63 @@ def probe(stream: BinaryIO, size: int, location: str) -> ImageHeader:
         location: Where the file is, for the error message.
 
     Raises:
-        BadImageError: The file is empty or its header is not an image's.
+        BadImageError: The file is empty, its header is not an image's, or it has more than
+            :data:`MAX_PIXELS` pixels.
     """
     if size == 0:
         raise BadImageError(f"{location}: zero-byte file")
     try:
         with Image.open(stream) as image:
-            return ImageHeader(image.width, image.height, image.format or "", image.mode)
+            header = ImageHeader(image.width, image.height, image.format or "", image.mode)
+    except Image.DecompressionBombError as error:
+        raise BadImageError(f"{location}: too large to decode ({error})") from error
+    except UnidentifiedImageError as error:
+        raise BadImageError(f"{location}: not an image file (no known image format)") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise BadImageError(f"{location}: not an image file ({error})") from error
+    _check_pixels(header.width, header.height, location)
+    return header
 
 
 def decode_rgb(data: bytes, location: str) -> np.ndarray:
     """Decodes image bytes to an RGB uint8 array ``[H, W, 3]``.
 
+    JPEGs are decoded strictly: data that libjpeg only warns about (and would fill with grey)
+    is refused. Other formats (and CMYK JPEGs) go through OpenCV.
+
     Raises:
-        BadImageError: The bytes are empty, corrupt, truncated or not an image.
+        BadImageError: The bytes are empty, corrupt, truncated, not an image, or an image of
+            more than :data:`MAX_PIXELS` pixels.
     """
-    if not data:
-        raise BadImageError(f"{location}: zero-byte file")
+    if not data.startswith(_JPEG_START):
+        probe(io.BytesIO(data), len(data), location)
+        return _decode_opencv(data, location)
+    try:
+        height, width, colour_space, _ = simplejpeg.decode_jpeg_header(data)
+        _check_pixels(width, height, location)
+        if colour_space not in _JPEG_COLOUR_SPACES:
+            return _decode_opencv(data, location)
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as error:
+        raise BadImageError(f"{location}: {_CORRUPT}; libjpeg reports: {error}") from error
+
+
+_CORRUPT = "cannot decode the image (corrupt or truncated data)"
+
+
+def _decode_opencv(data: bytes, location: str) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise BadImageError(f"{location}: cannot decode the image (corrupt or truncated data)")
+        raise BadImageError(f"{location}: {_CORRUPT}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_pixels(width: int, height: int, location: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise BadImageError(
+            f"{location}: {width}x{height} pixels, more than the limit of {MAX_PIXELS:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS); not decoded"
+        )
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -97,7 +143,9 @@ def input_size(size: int | Sequence[int]) -> tuple[int, int]:
     """
     sides = (size, size) if isinstance(size, int) else tuple(int(side) for side in size)
     if len(sides) != 2 or min(sides) < 1:
-        raise ValueError(f"image_size={size}: expected a side or [height, width], e.g. 448")
+        raise ValueError(
+            f"data.image_size={size}: expected a positive side or [height, width], e.g. 448"
+        )
     return sides
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalp_ml.atomic import atomic_write_text
+from scalp_ml.atomic import atomic_write_text, check_writable
 from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES
 
 log = logging.getLogger(__name__)
@@ -311,6 +311,7 @@ def load_or_create_split(
         check_split_file(saved, path, set(manifest["name"]))
         log.info("Using the %s split %s (%s)", strategy, path, saved["counts"])
     else:
+        check_writable(path, "split file", "data.split.file", "/tmp/split.json")
         saved = _split_record(manifest, strategy, ratios, seed, folds) | expected
         atomic_write_text(path, json.dumps(saved, indent=1))
         log.info("Wrote the %s split %s (%s)", strategy, path, saved["counts"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import netrc
 import os
@@ -16,20 +17,57 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig
 
+from scalp_ml.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer that continues an existing ``metrics.csv`` instead of deleting it."""
+    """Lightning's CSV writer, continuing an existing ``metrics.csv`` and writing it atomically.
+
+    Each save rewrites the whole (small) file through a temporary file beside it, so a full disk
+    never leaves half a row; rows that could not be written stay pending for the next save.
+    """
 
     def __init__(self, log_dir: str) -> None:
         super().__init__(log_dir)
-        if self._fs.isfile(self.metrics_file_path):  # new columns are added to the old header
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = next(csv.reader(file), [])
+        self._rows = self._read_rows()
+        if self._rows:  # new columns are added to the old header
+            self.metrics_keys = sorted(set().union(*self._rows))
 
     def _check_log_dir_exists(self) -> None:
         """Keeps the file: a resumed run appends its epochs to the interrupted run's."""
+
+    def _read_rows(self) -> list[dict[str, str]]:
+        if not os.path.isfile(self.metrics_file_path):
+            return []
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+        whole = [row for row in rows if None not in row and None not in row.values()]
+        if len(whole) < len(rows):
+            log.warning(
+                "%s: left out %d damaged rows (cut short by an older version on a full disk)",
+                self.metrics_file_path,
+                len(rows) - len(whole),
+            )
+        return whole
+
+    def save(self) -> None:
+        """Writes the earlier and the pending rows; on a failed write, keeps them pending."""
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([*self._rows, *self.metrics])
+        try:
+            atomic_write_text(self.metrics_file_path, text.getvalue())
+        except OSError as error:
+            log.warning("%s; its %d new rows wait for the next save", error, len(self.metrics))
+            return
+        self._rows += self.metrics
+        self.metrics = []
 
 
 class ResumableCSVLogger(CSVLogger):

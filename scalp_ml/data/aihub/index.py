@@ -14,7 +14,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from omegaconf import DictConfig
 from rich.progress import track
 
 import scalp_ml.config
-from scalp_ml.atomic import atomic_write_text
+from scalp_ml.atomic import atomic_write_text, check_writable
 from scalp_ml.cli import run_command
 from scalp_ml.data.aihub.pairing import (
     MANIFEST_COLUMNS,
@@ -73,10 +72,10 @@ def load_or_build_index(
     index, verified = _load(path, stamp)
     changed = index is None
     if index is None:
-        _check_writable(path)
+        check_writable(path, "manifest", "data.manifest_file", "/tmp/manifest.csv")
         index = build_index(root, progress)
     if verify_images and not verified:
-        _check_writable(path)
+        check_writable(path, "manifest", "data.manifest_file", "/tmp/manifest.csv")
         _verify(root, index.manifest, progress)
         verified = changed = True
     if changed:
@@ -107,8 +106,15 @@ def _load(path: Path, stamp: str) -> tuple[Index | None, bool]:
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
         return None, False
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        log.warning("%s is not readable JSON (%s): indexing again", meta_path, error)
+        return None, False
     data = path.read_bytes()
+    if not isinstance(meta, dict) or not isinstance(meta.get("report"), dict):
+        log.warning("%s is not an index record: indexing again", meta_path)
+        return None, False
     if (meta.get("version"), meta.get("fingerprint")) != (INDEX_VERSION, stamp):
         log.info("The download changed since %s was written: indexing it again", path)
         return None, False
@@ -120,19 +126,6 @@ def _load(path: Path, stamp: str) -> tuple[Index | None, bool]:
     )
     log.info("Reusing the index %s (%d images)", path, len(manifest))
     return Index(manifest, IndexReport(**meta["report"])), bool(meta.get("verified"))
-
-
-def _check_writable(path: Path) -> None:
-    """Fails before minutes of indexing when the manifest could not be saved."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        raise OSError(
-            f"Cannot write the manifest {path}: {error.strerror or error}. Point "
-            "data.manifest_file to a writable folder, e.g. data.manifest_file=/tmp/manifest.csv"
-        ) from error
 
 
 def _save(path: Path, index: Index, stamp: str, verified: bool) -> None:

@@ -182,7 +182,7 @@ def _read_labels(
                 continue
             try:
                 label = parse_label(download.read(location), location)
-            except LabelError as error:
+            except (LabelError, OSError) as error:
                 report.bad_labels.append(str(error))
                 continue
             labels.setdefault(PurePosixPath(label.image_name).stem, []).append(label)
@@ -224,7 +224,7 @@ def _first_image(download: Download, files: list[tuple[str, int]]) -> tuple[str,
         try:
             with download.open(location) as stream:
                 return location, asdict(probe(stream, size, location)), ""
-        except BadImageError as error:
+        except OSError as error:  # BadImageError, or a file that cannot be opened
             problems.append(str(error))
     return files[0][0], {"width": 0, "height": 0, "format": "", "mode": ""}, problems[0]
 

@@ -9,12 +9,16 @@ UTF-8 flag; they are decoded as such.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+log = logging.getLogger(__name__)
 
 ARCHIVE_SEPARATOR = "::"
 ARCHIVE_SUFFIX = ".zip"
@@ -45,7 +49,9 @@ def list_files(root: Path) -> list[DownloadFile]:
     """Every file below ``root``, sorted, skipping hidden files and folders.
 
     Hidden folders hold tool state such as this project's ``.scalp_ml/`` (index, splits) or
-    ``.ipynb_checkpoints``, never data.
+    ``.ipynb_checkpoints``, never data. A link that leads nowhere (dangling, or a loop) is left
+    out with a warning naming it: it holds no data, and an image or label it stood for is
+    reported missing by the pairing.
 
     Raises:
         FileNotFoundError: ``root`` does not exist, is not a folder, or holds no files.
@@ -59,7 +65,11 @@ def list_files(root: Path) -> list[DownloadFile]:
             if name.startswith("."):
                 continue
             path = Path(folder) / name
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError as error:
+                log.warning("Leaving out %s: a link that leads nowhere (%s)", path, error.strerror)
+                continue
             files.append(
                 DownloadFile(path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns)
             )
@@ -154,9 +164,17 @@ class Download:
         return self._archives[archive][0].open(info)
 
     def read(self, location: str) -> bytes:
-        """The bytes of the file at ``location``."""
-        with self.open(location) as stream:
-            return stream.read()
+        """The bytes of the file at ``location``.
+
+        Raises:
+            OSError: The file cannot be read, or its archive member is damaged (bad CRC,
+                corrupt or truncated compressed data); the message names the location.
+        """
+        try:
+            with self.open(location) as stream:
+                return stream.read()
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise OSError(f"{self.root / location}: damaged archive member ({error})") from error
 
     def close(self) -> None:
         """Closes the archives this process opened."""
