@@ -2,6 +2,7 @@
 named, and each skip policy applies to it, instead of a raw library error or grey pixels."""
 
 import io
+import json
 import logging
 import re
 import shutil
@@ -154,3 +155,17 @@ def test_dangling_and_looping_links_are_left_out_with_a_warning(
     assert "dangling.jpg: a link that leads nowhere" in caplog.text
     assert "loop.json: a link that leads nowhere" in caplog.text
     assert len(load_manifest(download)) == 10
+
+
+def test_a_truncated_index_record_is_rebuilt_with_a_warning(
+    download: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scalp_ml.data.aihub.index import default_manifest_path
+
+    load_or_build_index(download, progress=False)
+    record = default_manifest_path(download).with_suffix(".json")
+    record.write_text(record.read_text()[:100])
+    with caplog.at_level(logging.WARNING):
+        assert len(load_or_build_index(download, progress=False).manifest) == 10
+    assert f"{record} is not readable JSON" in caplog.text
+    assert json.loads(record.read_text())["images"] == 10  # written whole again
