@@ -109,3 +109,22 @@ def test_a_read_only_data_root_names_the_settings_that_move_each_file(
         set_up("data.cache=memmap")
     datamodule = set_up("data.cache=memmap", f"data.cache_dir={elsewhere / 'cache'}")
     assert sum(len(dataset) for dataset in datamodule.datasets.values()) == 20
+
+
+def test_a_cache_whose_record_did_not_fit_is_rebuilt_in_its_own_space(
+    disks: Disks, tmp_path: Path
+) -> None:
+    from scalp_ml.data.cache import CacheFiles, open_cache
+    from tests.test_cache import write_images
+
+    root, paths = tmp_path / "data", write_images(tmp_path / "data", 20)
+    disk = disks.small("cache", "2m")
+    size = (160, 160)  # 20 images: 1.5 MB of the disk's 2 MB
+    open_cache(root, paths, size, disk, workers=1)
+    files = CacheFiles.at(disk, size)
+    files.sidecar.unlink()  # as when the disk filled up before the record was written
+    fill(disk)
+    (disk / "filler").unlink()
+    (disk / "filler").write_bytes(bytes(200_000))  # room for less than a second cache
+    decoded = open_cache(root, paths, size, disk, workers=1)
+    assert len(decoded) == 20 and files.sidecar.is_file()
