@@ -17,9 +17,9 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rich.progress import track
 from scalp_ml.atomic import atomic_write_text, check_writable
 from scalp_ml.data.aihub.reader import Download, location_archive
 from scalp_ml.data.images import decode_rgb, letterbox
+from scalp_ml.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -209,30 +210,23 @@ def build_cache(
 def _write_rows_in_parallel(
     root: str | Path, paths: list[str], image_size: tuple[int, int], array_path: Path, workers: int
 ) -> None:
-    starts = range(0, len(paths), CHUNK)
+    chunks = [(start, paths[start : start + CHUNK]) for start in range(0, len(paths), CHUNK)]
+    write = partial(_write_rows, root, image_size, array_path)
     description = f"Caching {len(paths)} images at {_size_name(image_size)}"
     if workers <= 1:
-        for start in track(starts, description=description):
-            _write_rows(root, paths[start : start + CHUNK], start, image_size, array_path)
+        for chunk in track(chunks, description=description):
+            write(chunk)
         return
-    pool = ProcessPoolExecutor(workers)
-    try:
-        futures = [
-            pool.submit(
-                _write_rows, root, paths[start : start + CHUNK], start, image_size, array_path
-            )
-            for start in starts
-        ]
-        for future in track(as_completed(futures), total=len(futures), description=description):
-            future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with WorkerPool(workers) as pool:
+        for _ in track(pool.imap(write, chunks), total=len(chunks), description=description):
+            pass
 
 
 def _write_rows(
-    root: str | Path, paths: list[str], start: int, image_size: tuple[int, int], array_path: Path
+    root: str | Path, image_size: tuple[int, int], array_path: Path, chunk: tuple[int, list[str]]
 ) -> None:
-    """Letterboxes ``paths`` into rows ``start...`` of the array (one loader-like process)."""
+    """Letterboxes a chunk's paths into its rows ``start...`` of the array (in one process)."""
+    start, paths = chunk
     download = Download(root)
     array = np.load(array_path, mmap_mode="r+")
     for row, path in enumerate(paths, start):

@@ -18,7 +18,6 @@ import os
 import shutil
 import zipfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,6 +32,7 @@ from scalp_ml.atomic import atomic_write_text
 from scalp_ml.cli import run_command
 from scalp_ml.labels import GRADES_KOREAN, INDICATORS, NUM_INDICATORS
 from scalp_ml.reference import GRADE_COUNTS
+from scalp_ml.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +400,8 @@ def generate(
         quality=jpeg_quality,
         render=partial(render_scalp, lesions=lesions),
     )
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = pool.map(write, plans, chunksize=8)
+    with WorkerPool(workers) as pool:
+        jobs = pool.imap(write, plans)
         files = sum(track(jobs, total=len(plans), description=f"Rendering {n_images} images"))
     if archives:
         pack_archives(root)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -35,6 +34,7 @@ from scalp_ml.data.aihub.pairing import (
 )
 from scalp_ml.data.aihub.reader import Download, fingerprint, list_files
 from scalp_ml.data.images import decode_rgb
+from scalp_ml.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,8 @@ def _verify(root: Path, manifest: pd.DataFrame, progress: bool) -> None:
     locations = manifest.loc[todo, "image"].tolist()
     chunks = [locations[i : i + VERIFY_CHUNK] for i in range(0, len(locations), VERIFY_CHUNK)]
     workers = max(1, min(len(os.sched_getaffinity(0)), len(chunks)))
-    # Fresh processes: a forked one inherits OpenCV's thread pool in a broken state once this
-    # process has used it, and can hang at its first OpenCV call.
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-        results = pool.map(_decode_problems, [root] * len(chunks), chunks)
+    with WorkerPool(workers) as pool:
+        results = pool.imap(partial(_decode_problems, root), chunks)
         if progress:
             description = f"Decoding {len(locations)} images once"
             results = track(results, total=len(chunks), description=description, transient=True)
