@@ -12,10 +12,10 @@ import hydra
 from omegaconf import DictConfig
 
 import scalp_ml.config  # noqa: F401  (registers the config schemas)
-from scalp_ml.cli import run_command
+from scalp_ml.cli import CONF_DIR, run_command
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Hydra entry."""
     from scalp_ml.evaluation.command import evaluate

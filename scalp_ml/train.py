@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 import scalp_ml.config  # noqa: F401  (registers the config schemas)
-from scalp_ml.cli import run_command
+from scalp_ml.cli import CONF_DIR, run_command
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -20,7 +20,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return run_job(cfg)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry; returns the monitored metric (with cross_validate: the folds' mean)."""
     from hydra.core.hydra_config import HydraConfig

@@ -106,7 +106,23 @@ def test_the_index_command_writes_the_manifest(download: Path) -> None:
     assert default_manifest_path(download).is_file()
 
 
-def test_the_index_command_reports_a_bad_root(tmp_path: Path) -> None:
-    result = run_index_command(tmp_path / "nowhere")
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "scalp_ml.data.aihub.index"],
+        [str(Path(sys.executable).with_name("scalp-index"))],
+    ],
+    ids=["python -m", "console script"],
+)
+def test_the_index_command_reports_a_bad_root(tmp_path: Path, command: list[str]) -> None:
+    """From any folder, as a module or as the installed console script (which finds its
+    config by its absolute path)."""
+    result = subprocess.run(
+        [*command, f"data.root={tmp_path / 'nowhere'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
     assert f"Data root {tmp_path / 'nowhere'} does not exist" in result.stderr

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 import scalp_ml.config
 from scalp_ml.atomic import atomic_write_text, save_figure
-from scalp_ml.cli import run_command
+from scalp_ml.cli import CONF_DIR, run_command
 from scalp_ml.data.aihub.index import default_manifest_path, load_or_build_index
 from scalp_ml.data.aihub.label_file import LabelError
 from scalp_ml.data.aihub.pairing import Index, usable_manifest
@@ -222,7 +222,7 @@ def _grades_figure(manifest: pd.DataFrame, splits: Mapping[str, list[str]]) -> F
     return figure
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="data_report")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="data_report")
 def main(cfg: DictConfig) -> None:
     """Command-line entry: ``python -m scalp_ml.data.report data.root=...``."""
     write_data_report(Path(cfg.out_dir), scalp_ml.config.plain(cfg.data))

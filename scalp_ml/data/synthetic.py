@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from rich.progress import track
 
 from scalp_ml.atomic import atomic_write_text
-from scalp_ml.cli import run_command
+from scalp_ml.cli import CONF_DIR, run_command
 from scalp_ml.labels import GRADES_KOREAN, INDICATORS, NUM_INDICATORS
 from scalp_ml.reference import GRADE_COUNTS
 from scalp_ml.workers import WorkerPool
@@ -455,7 +455,7 @@ def pack_archives(root: Path) -> list[Path]:
     return written
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="synthetic")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="synthetic")
 def main(cfg: DictConfig) -> None:
     """Command-line entry: ``python -m scalp_ml.data.synthetic out_dir=... n_images=...``."""
     generate(**cfg)

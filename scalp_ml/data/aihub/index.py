@@ -23,7 +23,7 @@ from rich.progress import track
 
 import scalp_ml.config
 from scalp_ml.atomic import atomic_write_text, check_writable
-from scalp_ml.cli import run_command
+from scalp_ml.cli import CONF_DIR, run_command
 from scalp_ml.data.aihub.pairing import (
     MANIFEST_COLUMNS,
     TEXT_COLUMNS,
@@ -173,7 +173,7 @@ def _decode_problems(root: Path, locations: list[str]) -> list[str]:
     return problems
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="index")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="index")
 def main(cfg: DictConfig) -> None:
     """Command-line entry: ``python -m scalp_ml.data.aihub.index data.root=...``."""
     data = scalp_ml.config.plain(cfg.data)
