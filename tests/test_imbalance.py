@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from scalp_ml.data.datamodule import ScalpDataModule
-from scalp_ml.data.sampler import BalancedSampler, rarity_weights
+from scalp_ml.data.sampler import BalancedSampler, ShuffledSampler, rarity_weights
 from scalp_ml.data.splits import default_split_path
 from scalp_ml.inference.checkpoint import load_checkpoint
 from scalp_ml.inference.export import export
@@ -118,7 +118,7 @@ def test_data_sampler_balanced_trains_on_the_balanced_sampler(
     trained: Callable[[str], dict[str, Any]],
 ) -> None:
     assert [sampler for *_, sampler in trained("logit_adjusted")["seen"]] == ["BalancedSampler"]
-    assert [sampler for *_, sampler in trained("corn")["seen"]] == ["RandomSampler"]  # shuffle
+    assert [sampler for *_, sampler in trained("corn")["seen"]] == ["ShuffledSampler"]
 
 
 def test_a_corn_checkpoint_exports_to_onnx_with_its_probabilities(
@@ -187,4 +187,4 @@ def test_the_datamodule_counts_grades_and_draws_balanced_epochs_reproducibly(
     assert draws[(5, 3)][0] != draws[(5, 4)][0] and draws[(5, 3)][0] != draws[(6, 3)][0]
     shuffled = ScalpDataModule(**{**settings, "sampler": "shuffle"}, seed=5)
     shuffled.setup("fit")
-    assert isinstance(shuffled.train_dataloader().sampler, RandomSampler)
+    assert isinstance(shuffled.train_dataloader().sampler, ShuffledSampler)

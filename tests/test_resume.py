@@ -130,3 +130,32 @@ def test_a_non_finite_loss_stops_training_naming_the_step(
     cfg.optimizer.lr = float("inf")  # the first update makes every weight non-finite
     with pytest.raises(FloatingPointError, match=r"Training loss is nan at step 1 \(batch 1\)"):
         train(cfg)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow  # three short training runs per case
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_stopped_mid_epoch_resumes_exactly(
+    synthetic_root: Path, tmp_path: Path, workers: int
+) -> None:
+    """SIGTERM after batch 3 of epoch 1, then ``ckpt_path=last``: the same weights, bit for
+    bit, as the run never stopped (the sampler skips the 3 batches, augmentation is seeded per
+    image, torch's generators come back from the checkpoint)."""
+    from scalp_ml.train import train
+
+    overrides = [*TWO_EPOCHS, f"data.root={synthetic_root}", f"data.num_workers={workers}"]
+    sender = f"+callbacks.sigterm._target_={SigtermMidEpoch.__module__}.SigtermMidEpoch"
+    stopped = tmp_path / "stopped"
+    with pytest.raises(SystemExit):
+        train(compose_train([*overrides, f"run_dir={stopped}", sender]))
+    assert checkpoint_progress(stopped / "checkpoints" / "last.ckpt") == (1, 21 + 3)
+    train(compose_train([*overrides, f"run_dir={stopped}", "ckpt_path=last"]))
+    train(compose_train([*overrides, f"run_dir={tmp_path / 'whole'}"]))
+    resumed, whole = final_weights(stopped), final_weights(tmp_path / "whole")
+    assert resumed.keys() == whole.keys()
+    different = [name for name in whole if not torch.equal(resumed[name], whole[name])]
+    assert not different, f"{len(different)} of {len(whole)} tensors differ, e.g. {different[0]}"

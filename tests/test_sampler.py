@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from scalp_ml.data.sampler import BalancedSampler, grade_counts, rarity_weights
+from scalp_ml.data.sampler import (
+    BalancedSampler,
+    EpochSampler,
+    ShuffledSampler,
+    grade_counts,
+    rarity_weights,
+)
 
 # Six images, six indicators. Grade frequencies per indicator, by column:
 # 0: grade 0 x4, grade 1 x2 | 1: grade 2 x5, grade 3 x1 | 2: all grade 0
@@ -114,3 +120,39 @@ def test_bad_weights_and_ranks_are_refused() -> None:
         BalancedSampler([1.0], num_samples=0)
     with pytest.raises(ValueError, match="rank"):
         BalancedSampler([1.0], num_replicas=2, rank=2)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_a_resumed_epoch_yields_the_rest_of_the_draw_with_the_same_augmentation_seeds(
+    balanced: bool,
+) -> None:
+    def sampler() -> EpochSampler:
+        if balanced:
+            return BalancedSampler(np.arange(1, 41), seed=5, augment_seeds=True)
+        return ShuffledSampler(40, seed=5, augment_seeds=True)
+
+    whole = sampler()
+    whole.set_epoch(3)
+    draw = list(whole)
+    assert all(isinstance(index, int) and isinstance(seed, int) for index, seed in draw)
+    assert len({seed for _, seed in draw}) == 40  # one seed per place in the draw
+    resumed = sampler()
+    resumed.resume(3, 16)
+    resumed.set_epoch(3)
+    assert list(resumed) == draw[16:]
+    resumed.set_epoch(4)  # the next epoch is whole again
+    whole.set_epoch(4)
+    assert list(resumed) == list(whole) != draw
+
+
+def test_the_shuffled_order_is_a_seeded_random_samplers_and_shares_it_under_ddp() -> None:
+    single = ShuffledSampler(10, seed=2)
+    single.set_epoch(1)
+    reference = torch.utils.data.RandomSampler(
+        range(10), generator=torch.Generator().manual_seed(2 + 1)
+    )
+    assert list(single) == list(reference)
+    ranks = [ShuffledSampler(10, num_replicas=3, rank=rank, seed=2) for rank in range(3)]
+    shares = [list(rank) for rank in ranks]
+    assert [len(share) for share in shares] == [4, 4, 4]  # padded to equal shares
+    assert set().union(*shares) == set(range(10))

@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from scalp_ml.data.aihub.index import load_manifest
 from scalp_ml.data.cache import DecodedImages, open_cache
@@ -25,7 +25,13 @@ from scalp_ml.data.dataset import ScalpDataset
 from scalp_ml.data.device_augment import DeviceAugmentation
 from scalp_ml.data.gpu_decode import EncodedScalpDataset, collate_encoded, decode_letterboxed
 from scalp_ml.data.images import BadImageError, input_size
-from scalp_ml.data.sampler import BalancedSampler, grade_counts, rarity_weights
+from scalp_ml.data.sampler import (
+    BalancedSampler,
+    EpochSampler,
+    ShuffledSampler,
+    grade_counts,
+    rarity_weights,
+)
 from scalp_ml.data.splits import (
     SPLITS,
     check_fold,
@@ -113,6 +119,7 @@ class ScalpDataModule(L.LightningDataModule):
         self.datasets: dict[str, ScalpDataset] = {}
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".scalp_ml" / "cache"
         self.device_augmentation = DeviceAugmentation(augment) if augment_on == "gpu" else None
+        self._resume_at: list[int] | None = None  # [epoch, batches trained] of a stopped epoch
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
@@ -181,13 +188,19 @@ class ScalpDataModule(L.LightningDataModule):
         return {split: images_fingerprint(data.names) for split, data in self.datasets.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """What every checkpoint records of the data: the split file's hash, each split's images.
+        """What every checkpoint records of the data: its split, and where training stopped.
 
-        ``evaluate`` refuses to grade a split whose images differ from the checkpoint's (a
-        changed copy of the data would otherwise be split anew, test images leaking into
-        training); a resumed run refuses another split the same way.
+        The split is the split file's hash and each split's image hash: ``evaluate`` refuses to
+        grade a split whose images differ from the checkpoint's (a changed copy of the data
+        would otherwise be split anew, test images leaking into training); a resumed run
+        refuses another split the same way. A checkpoint saved mid-epoch (SIGTERM) records
+        the epoch and its batches trained, which the resumed run's sampler skips.
         """
-        return {"split_sha256": self.split_sha256, "images_sha256": self.graded_images()}
+        return {
+            "split_sha256": self.split_sha256,
+            "images_sha256": self.graded_images(),
+            "resume_at": _stopped_mid_epoch(self.trainer),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """On resume: the checkpoint's splits must be this run's.
@@ -196,6 +209,7 @@ class ScalpDataModule(L.LightningDataModule):
             ValueError: A split holds other images than when the checkpoint was saved.
         """
         check_graded_images(state_dict.get("images_sha256", {}), self, "the resumed checkpoint")
+        self._resume_at = state_dict.get("resume_at")
 
     def train_grade_counts(self) -> list[list[int]]:
         """Training images per indicator and grade ``[6, 4]``, from the saved split.
@@ -208,20 +222,33 @@ class ScalpDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled (or balanced), augmented training batches; a last incomplete one is dropped.
 
-        With ``decode_on=gpu`` the batches hold the files' bytes, decoded on the device; with
+        The sampler draws the trainer's current epoch (:mod:`scalp_ml.data.sampler`); in an
+        epoch resumed mid-way it skips the images trained before the stop. With
+        ``decode_on=gpu`` the batches hold the files' bytes, decoded on the device; with
         ``augment_on=gpu`` they are augmented there.
         """
         train = self.datasets["train"]
-        sampler = None
-        if self.hparams.sampler == "balanced":
-            weights = rarity_weights(train.grades, self.hparams.sampler_alpha)
-            sampler = BalancedSampler(weights, seed=self.hparams.seed)
+        on_cpu = self.hparams.decode_on == "cpu" and self.hparams.augment_on == "cpu"
+        sampler = self._training_sampler(train, augment_seeds=on_cpu)
         if self.hparams.decode_on == "gpu":
             train = EncodedScalpDataset(train)
-        elif self.hparams.augment_on == "cpu":
-            seed = torch.initial_seed() % 2**32  # the run's seed (seed_everything)
-            train = train.augmented(augmentation(self.hparams.augment, seed))
+        elif on_cpu:
+            train = train.augmented(augmentation(self.hparams.augment))
         return self._loader(train, training=True, sampler=sampler)
+
+    def _training_sampler(self, train: ScalpDataset, augment_seeds: bool) -> EpochSampler:
+        seed = self.hparams.seed
+        if self.hparams.sampler == "balanced":
+            weights = rarity_weights(train.grades, self.hparams.sampler_alpha)
+            sampler = BalancedSampler(weights, seed=seed, augment_seeds=augment_seeds)
+        else:
+            sampler = ShuffledSampler(len(train), seed=seed, augment_seeds=augment_seeds)
+        if self.trainer is not None:  # a resumed run's first epoch is not 0
+            sampler.set_epoch(self.trainer.current_epoch)
+        if self._resume_at is not None:
+            epoch, batches = self._resume_at
+            sampler.resume(epoch, batches * self.hparams.batch_size)
+        return sampler
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in file order."""
@@ -239,21 +266,19 @@ class ScalpDataModule(L.LightningDataModule):
         self,
         dataset: ScalpDataset | EncodedScalpDataset,
         training: bool,
-        sampler: Sampler | None = None,
+        sampler: Sampler | None,
     ) -> DataLoader:
-        """Batches in the sampler's order; training without a sampler shuffles."""
+        """Batches in the sampler's order (``None``: the dataset's)."""
         encoded = isinstance(dataset, EncodedScalpDataset)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=training and sampler is None,
             sampler=sampler,
             drop_last=training and len(dataset) > self.hparams.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             prefetch_factor=self.hparams.prefetch_factor if self.num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=_init_worker,
             collate_fn=collate_encoded if encoded else _collate_readable,
         )
 
@@ -294,6 +319,16 @@ def check_graded_images(
             )
 
 
+def _stopped_mid_epoch(trainer: L.Trainer | None) -> list[int] | None:
+    """``[epoch, batches trained]`` while training is part-way through an epoch, else None."""
+    if trainer is None or not trainer.training:
+        return None
+    trained = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    if 0 < trained < trainer.num_training_batches:
+        return [trainer.current_epoch, trained]
+    return None
+
+
 def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:
     """Raises ValueError naming the setting when the data pipeline options do not fit."""
     if decode_on == "gpu" and (augment_on != "gpu" or cache != "none"):
@@ -313,15 +348,3 @@ def _collate_readable(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any
     if not readable:
         raise BadImageError(f"None of the {len(samples)} images of a batch could be read")
     return default_collate(readable)
-
-
-def _init_worker(_: int) -> None:
-    """Gives one loader process its own reproducible augmentation seed.
-
-    Torch derives each process's seed from the run's seed. (OpenCV's one thread per process is
-    set in the parent: see :mod:`scalp_ml.data.images`.)
-    """
-    worker = get_worker_info()
-    augment = getattr(worker.dataset, "augment", None)
-    if augment is not None:
-        augment.set_random_seed(worker.seed % 2**32)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,15 @@ from scalp_ml.labels import INDICATOR_NAMES
 
 log = logging.getLogger(__name__)
 
-Augmentation = Callable[..., dict[str, np.ndarray]]  # albumentations: image=... -> {"image": ...}
+
+class Augmentation(Protocol):
+    """What the dataset needs of an augmentation: albumentations' ``Compose``."""
+
+    def __call__(self, *, image: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"image": augmented}`` of a letterboxed uint8 image."""
+
+    def set_random_seed(self, seed: int) -> None:
+        """Reseeds the augmentation's own random state."""
 
 
 class ScalpDataset:
@@ -67,7 +75,12 @@ class ScalpDataset:
     def __len__(self) -> int:
         return len(self.locations)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        """The sample of an index, or of ``(index, augmentation seed)``.
+
+        The training samplers give the pairs (:class:`~scalp_ml.data.sampler.EpochSampler`).
+        """
+        index, augment_seed = key if isinstance(key, tuple) else (key, None)
         location = self.locations[index]
         try:
             image = self.read(location)
@@ -80,6 +93,8 @@ class ScalpDataset:
             log.warning("Skipping an unreadable image: %s", error)
             return None
         if self.augment is not None:
+            if augment_seed is not None:
+                self.augment.set_random_seed(augment_seed)
             image = self.augment(image=image)["image"]
         return {
             "image": channels_first(image),

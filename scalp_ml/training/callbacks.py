@@ -10,24 +10,20 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from torch.utils.data import RandomSampler
 
 log = logging.getLogger(__name__)
 
 
 class EpochSeed(L.Callback):
-    """Seeds every training epoch from ``seed + epoch``.
+    """Seeds every training epoch from ``seed + epoch``, and a resumed one from where it stopped.
 
-    Shuffling, augmentation and dropout of an epoch then depend on the seed and the epoch
-    number only, so a run resumed from ``last.ckpt`` repeats the epochs that the uninterrupted
-    run would have trained. The shuffling gets its own generator and albumentations keeps its
-    own (global seeds do not reach it), so both are reseeded at the start of the epoch; the
-    global generators (dropout) at its first batch, after Lightning created the loader
-    iterator, which it does earlier in the first epoch after a resume. (The balanced sampler
-    of ``data.sampler=balanced`` needs nothing here: it draws from the run's seed and the epoch
-    that Lightning passes to its ``set_epoch``.) With loader processes
-    (``data.num_workers > 0``) the augmentation runs in the processes' own copies, and only
-    ``num_workers=0`` repeats it exactly.
+    The training order and each image's augmentation come from the sampler, which draws epoch
+    e from ``seed + e`` (:mod:`scalp_ml.data.sampler`). What else is random in training
+    (dropout, stochastic depth, augmentation on the device) draws from torch's global
+    generators: they are reseeded before each epoch's first batch, after Lightning created the
+    loader iterator (which it does earlier in the first epoch after a resume). A checkpoint
+    also records their state, which an epoch resumed mid-way gets back before its first batch.
+    A resumed run thus repeats the uninterrupted one, with or without loader processes.
 
     Args:
         seed: The run's seed.
@@ -35,23 +31,28 @@ class EpochSeed(L.Callback):
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Reseeds the shuffling and the training augmentation for this epoch."""
-        seed = self.seed + trainer.current_epoch
-        loader = trainer.train_dataloader
-        if isinstance(getattr(loader, "sampler", None), RandomSampler):
-            loader.sampler.generator = torch.Generator().manual_seed(seed)
-        augment = getattr(getattr(loader, "dataset", None), "augment", None)
-        if augment is not None:
-            augment.set_random_seed(seed)
+        self._saved_state: dict[str, Any] | None = None
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        """Reseeds torch, NumPy and ``random`` before the epoch's first batch."""
+        """Reseeds before the epoch's first batch; restores the state of a stopped epoch."""
+        saved, self._saved_state = self._saved_state, None
         if batch_idx == 0:
             L.seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
+        elif saved is not None:
+            torch.set_rng_state(saved["cpu"])
+            if torch.cuda.is_available() and saved["cuda"]:
+                torch.cuda.set_rng_state_all(saved["cuda"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Torch's generator states now (what the next batch would draw from)."""
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keeps the states for the first batch of a resumed epoch."""
+        self._saved_state = state_dict
 
 
 class CheckpointOnSigterm(L.Callback):
