@@ -36,9 +36,9 @@ def test_a_tampered_checkpoint_is_refused_without_running_its_code(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"definitely not a checkpoint", "not a checkpoint that can be loaded safely"),
-        (pickle.dumps({"just": "a dict"}), "not a checkpoint that can be loaded safely"),
-        (b"PK\x03\x04 truncated zip", "not a"),
+        (b"definitely not a checkpoint", "not a PyTorch checkpoint"),
+        (pickle.dumps({"just": "a dict"}), "not a PyTorch checkpoint"),
+        (b"PK\x03\x04 truncated zip", "not a PyTorch checkpoint"),
     ],
 )
 def test_non_checkpoint_files_give_a_clear_error(

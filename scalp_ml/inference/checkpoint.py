@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
-import zipfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,7 @@ def load_checkpoint(
     """
     checkpoint = read_checkpoint(path, map_location)
     hparams = checkpoint["hyper_parameters"] | ({"tta": tta} if tta else {})
-    model = ScalpGrader(**hparams)
-    model.load_state_dict(checkpoint["state_dict"])
+    model = build_model(Path(path), hparams, checkpoint["state_dict"])
     data = dict(checkpoint["datamodule_hyper_parameters"])
     graded = checkpoint.get("ScalpDataModule", {}).get("images_sha256", {})
     return LoadedCheckpoint(Path(path), model.eval(), data, dict(graded))
@@ -65,27 +64,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         CheckpointError: The file is not a loadable scalp_ml checkpoint (the message names it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path}: no such file")
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX export, not a training checkpoint; the commands that take "
             "it (evaluate, predict) read it with ONNX Runtime"
         )
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's message suggests weights_only=False: never an option for a file of unknown
-        # origin, and a scalp_ml checkpoint never needs it. Only the unpickler's reason is kept.
-        reasons = [line.strip() for line in str(error).splitlines() if "nsupported" in line]
-        raise CheckpointError(
-            f"{path} is not a checkpoint that can be loaded safely: it holds more than tensors "
-            f"and plain values ({reasons[0] if reasons else 'unreadable pickle'}). It was "
-            "refused without running any of its code."
-        ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint: {reason}") from error
+    checkpoint = load_torch_file(path, map_location)
     missing = [
         key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint
     ]
@@ -93,6 +77,92 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is not a scalp_ml training checkpoint: it lacks {missing}")
     migrate(checkpoint, str(path))
     return checkpoint
+
+
+def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
+    """A file written by ``torch.save``, unpickling only tensors and plain values.
+
+    torch's own messages advise ``weights_only=False`` (or allow-listing the file's globals):
+    never an option for a file of unknown origin, and a scalp_ml checkpoint needs neither.
+    These messages name the file and say what it is instead.
+
+    Raises:
+        FileNotFoundError: ``path`` names no file.
+        CheckpointError: The file refers to code or objects (refused without running any of
+            it), or is not a PyTorch file at all, or is corrupt or truncated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        code = re.search(r"GLOBAL (\S+)", str(error))
+        if code is None:
+            raise CheckpointError(not_a_checkpoint(path, error)) from error
+        raise CheckpointError(
+            f"{path} is not a checkpoint that can be loaded safely: it refers to code or "
+            f"objects ({code.group(1)}), which no scalp_ml checkpoint holds. It was refused "
+            "without running any of its code; use a checkpoint written by scalp_ml.train."
+        ) from error
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read: {error.strerror or error}") from error
+    except Exception as error:  # other bytes break the unpickler or zip reader in many ways
+        raise CheckpointError(not_a_checkpoint(path, error)) from error
+
+
+def not_a_checkpoint(path: Path, error: BaseException) -> str:
+    """Why ``torch.load`` cannot parse a file: torch's reason, never its advice."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if "weights_only" not in line]
+    reason = f"{type(error).__name__}: {reasons[0]}" if reasons else type(error).__name__
+    return (
+        f"{path} is not a PyTorch checkpoint, or it is corrupt or truncated ({reason}); "
+        "nothing in it was run. Use a checkpoint written by scalp_ml.train, e.g. "
+        "<run>/checkpoints/last.ckpt or best-*.ckpt, copied whole."
+    )
+
+
+def build_model(path: Path, hparams: dict[str, Any], weights: dict[str, Any]) -> ScalpGrader:
+    """The model a checkpoint's hyper-parameters describe, holding its weights.
+
+    Raises:
+        CheckpointError: The hyper-parameters build no model, or the weights do not fit it (a
+            forged or spliced file): the message names the first weight that differs.
+    """
+    try:
+        model = ScalpGrader(**hparams)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: its recorded model settings (hyper_parameters) build no model: {error}"
+        ) from error
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: its weights do not match its recorded model settings "
+            f"(backbone={hparams.get('backbone')}, head={hparams.get('head')}); "
+            f"{first_mismatch(model.state_dict(), weights)}. The file was altered or mixes "
+            "two checkpoints; use one written by scalp_ml.train as it was saved."
+        ) from error
+    return model
+
+
+def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> str:
+    """The first weight of a model that a state dict lacks or holds in another shape."""
+    for key, tensor in expected.items():
+        value = found.get(key)
+        if not isinstance(value, torch.Tensor):
+            return f"first mismatch: {key} is {'missing' if value is None else 'not a tensor'}"
+        if value.shape != tensor.shape:
+            return (
+                f"first mismatch: {key} has shape {list(value.shape)} in the file, "
+                f"{list(tensor.shape)} for those settings"
+            )
+    unexpected = [key for key in found if key not in expected]
+    if unexpected:
+        return f"first mismatch: {unexpected[0]} is not part of that model"
+    return "a weight could not be copied into that model"
 
 
 def write_with_offsets(source: str | Path, target: Path, offsets: torch.Tensor) -> Path:

@@ -58,11 +58,26 @@ def find_images(inputs: str) -> list[Path]:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         where = f"folder {path} holds no {'/'.join(sorted(IMAGE_SUFFIXES))} files"
     else:
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-        where = f"'{inputs}' is neither a file nor a folder and matches no files"
+        pattern = literal_glob(path)
+        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        where = (
+            f"'{inputs}' is neither a file nor a folder and, as a glob pattern, matches no files"
+        )
+        if "[" in inputs:
+            where += " (in a pattern, [...] matches one of the characters inside: [[] is a '[')"
     if not files:
         raise FileNotFoundError(f"No images to grade: {where}")
     return files
+
+
+def literal_glob(path: Path) -> str:
+    """``path`` as a glob pattern whose longest existing leading folder is taken literally.
+
+    ``photos/[2024] visit/*.jpg`` then matches the JPEGs of the folder ``[2024] visit``, where
+    plain ``glob`` would look in folders named ``2 visit``, ``0 visit`` or ``4 visit``.
+    """
+    folder = next((parent for parent in path.parents if parent.is_dir()), Path())
+    return str(Path(glob.escape(str(folder))) / path.relative_to(folder))
 
 
 def prediction_records(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scalp_ml.data.images import input_size
+from scalp_ml.labels import GRADES, INDICATOR_NAMES
 
 ONNX_METADATA_KEY = "scalp_ml"
 
@@ -94,10 +95,7 @@ class OnnxPredictor:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # ONNX Runtime raises its own untyped failures
             raise ValueError(f"{path} is not a readable ONNX file: {error}") from error
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if ONNX_METADATA_KEY not in metadata:
-            raise ValueError(f"{path} is not an ONNX file written by scalp_ml.export")
-        self.metadata = json.loads(metadata[ONNX_METADATA_KEY])
+        self.metadata = read_metadata(path, self.session)
         self.data = self.metadata["data"]
         self.graded_images = self.metadata.get("images_sha256", {})
         self.image_size = input_size(self.metadata["image_size"])
@@ -106,6 +104,94 @@ class OnnxPredictor:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, 6, 4]``."""
         return self.session.run(None, {self.input_name: images})[0]
+
+
+class OnnxMetadataError(ValueError):
+    """An ONNX file whose scalp_ml metadata is malformed, incomplete or contradicts its graph."""
+
+
+def read_metadata(path: str | Path, session: Any) -> dict[str, Any]:
+    """The metadata ``scalp_ml.export`` wrote into an ONNX file, checked before it is relied on.
+
+    Args:
+        path: The ONNX file (for messages).
+        session: Its ``onnxruntime.InferenceSession``, whose input and output shapes the
+            metadata must agree with.
+
+    Raises:
+        ValueError: The file carries no scalp_ml metadata (not written by ``scalp_ml.export``).
+        OnnxMetadataError: A key is missing or wrong (the message names the file and the key).
+    """
+    stored = session.get_modelmeta().custom_metadata_map
+    if ONNX_METADATA_KEY not in stored:
+        raise ValueError(f"{path} is not an ONNX file written by scalp_ml.export")
+    redo = (
+        "; the file was changed after export or not written by scalp_ml.export: export the "
+        "checkpoint again (python -m scalp_ml.export ckpt_path=<checkpoint>)"
+    )
+    try:
+        metadata = json.loads(stored[ONNX_METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise OnnxMetadataError(
+            f"{path}: its '{ONNX_METADATA_KEY}' metadata is not JSON ({error}){redo}"
+        ) from error
+    if not isinstance(metadata, dict):
+        raise OnnxMetadataError(
+            f"{path}: its '{ONNX_METADATA_KEY}' metadata is not a JSON object{redo}"
+        )
+    problem = metadata_problem(
+        metadata, session.get_inputs()[0].shape, session.get_outputs()[0].shape
+    )
+    if problem:
+        key, what = problem
+        raise OnnxMetadataError(f"{path}: metadata key '{key}' {what}{redo}")
+    return metadata
+
+
+def metadata_problem(
+    metadata: dict[str, Any], input_shape: list[Any], output_shape: list[Any]
+) -> tuple[str, str] | None:
+    """The first metadata key that grading relies on and is missing or wrong, and what is wrong.
+
+    ``input_shape`` (``[batch, 3, H, W]``) and ``output_shape`` (``[batch, 6, 4]``) are the
+    graph's; a symbolic dimension is a string.
+    """
+    height_width = list(input_shape[2:4])
+    indicators, grades = [*output_shape[1:3], None, None][:2]
+    checks = {
+        "data": lambda value: None if isinstance(value, dict) else "is not a JSON object",
+        "image_size": lambda value: _image_size_problem(value, height_width),
+        "indicators": lambda value: _labels_problem(value, INDICATOR_NAMES, indicators),
+        "grades": lambda value: _labels_problem(value, GRADES, grades),
+    }
+    for key, check in checks.items():
+        what = check(metadata[key]) if key in metadata else "is missing"
+        if what:
+            return key, what
+    if not isinstance(metadata.get("images_sha256", {}), dict):
+        return "images_sha256", "is not a JSON object (split: hash of its image names)"
+    return None
+
+
+def _image_size_problem(value: Any, graph: list[Any]) -> str | None:
+    try:
+        size = input_size(value)
+    except (TypeError, ValueError):
+        return f"is {value!r}, not a side or [height, width] in pixels"
+    if len(graph) == 2 and all(isinstance(side, int) for side in graph) and list(size) != graph:
+        return f"is {value!r}, but the model takes {graph[0]}x{graph[1]} images"
+    return None
+
+
+def _labels_problem(value: Any, expected: tuple[str, ...], outputs: Any) -> str | None:
+    names = (
+        [item.get("name") if isinstance(item, dict) else item for item in value]
+        if isinstance(value, list)
+        else value
+    )
+    if names == list(expected) and outputs == len(expected):
+        return None
+    return f"lists {names!r}; the model outputs {outputs} and scalp_ml grades {list(expected)}"
 
 
 def load_predictor(path: str | Path, device: str = "auto", tta: str | None = None) -> Predictor:

@@ -75,8 +75,13 @@ class CheckpointOnSigterm(L.Callback):
         path = Path(checkpointing.dirpath or trainer.default_root_dir) / "last.ckpt"
         trainer.save_checkpoint(path)
         log.warning(
-            "SIGTERM at step %d: saved %s; resume with ckpt_path=last hydra.run.dir=%s",
+            "SIGTERM at step %d: saved %s; %s",
             trainer.global_step,
             path,
-            trainer.default_root_dir,
+            resume_hint(trainer.default_root_dir),
         )
+
+
+def resume_hint(run_dir: str | Path) -> str:
+    """How to continue a stopped run from its ``checkpoints/last.ckpt``."""
+    return f"resume with ckpt_path=last hydra.run.dir={run_dir} and the run's other overrides"

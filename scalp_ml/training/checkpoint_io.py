@@ -1,8 +1,9 @@
-"""Checkpoints written like every other file of a run: beside their final name, then renamed."""
+"""Checkpoints written like every other file of a run, and read back like every command does."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from scalp_ml.atomic import atomic_write_bytes
+from scalp_ml.inference.checkpoint import load_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,3 +30,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(path, buffer.getvalue())
+
+    def load_checkpoint(
+        self,
+        path: str | Path,
+        map_location: Callable | str | torch.device | None = "cpu",
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """The checkpoint ``ckpt_path`` resumes from, read like every command reads one.
+
+        Always weights-only, whatever ``weights_only`` says: a tampered, foreign or corrupt
+        file stops the run with a message naming it, never torch's advice to load it unsafely
+        (:func:`scalp_ml.inference.checkpoint.load_torch_file`).
+        """
+        return load_torch_file(path, map_location)

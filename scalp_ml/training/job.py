@@ -33,6 +33,7 @@ from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.checkpoint import read_checkpoint, write_with_offsets
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
+from scalp_ml.training.callbacks import resume_hint
 from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
 from scalp_ml.training.loggers import build_loggers, finish_wandb
 from scalp_ml.training.quiet import silence_known_noise
@@ -82,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_hyperparams(plain(cfg))
         settings = EvidenceSettings(**plain(cfg.evaluation))
         offsets_seed = cfg.seed if cfg.decision_offsets else None
-        with sigterm_exits_143():
+        with stops_exit_with_signal_status(run_dir):
             return _fit_and_evaluate(
                 trainer, model, datamodule, ckpt_path, run_dir, settings, offsets_seed
             )
@@ -180,16 +181,31 @@ def data_settings(data: DictConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def sigterm_exits_143() -> Iterator[None]:
-    """Ends the process with status 143 when SIGTERM stops Lightning (fitting or grading).
+def stops_exit_with_signal_status(run_dir: Path) -> Iterator[None]:
+    """Ends the process with 128 + the signal when SIGTERM or Ctrl-C stops the run.
 
-    While fitting, CheckpointOnSigterm has saved ``last.ckpt``; a scheduler then sees "killed
-    by SIGTERM" and never takes a cut-off run for a finished one.
+    A scheduler or shell then sees "killed by SIGTERM" (143) or "interrupted" (130) and never
+    takes a cut-off run for a finished one. While fitting, CheckpointOnSigterm has saved
+    ``last.ckpt`` on SIGTERM; Ctrl-C (which Lightning turns into ``exit(1)``) can land anywhere
+    in a batch, so it saves nothing and the run resumes from the ``last.ckpt`` of the last
+    validation, if there was one.
     """
     try:
         yield
     except SIGTERMException as stop:  # a SystemExit without a status: it would exit 0
         raise SystemExit(128 + signal.SIGTERM) from stop
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and not isinstance(stop.__context__, KeyboardInterrupt):
+            raise  # an exit that is not Lightning's answer to Ctrl-C
+        log.error("Interrupted (Ctrl-C): %s", interrupted_hint(run_dir))
+        raise SystemExit(128 + signal.SIGINT) from stop
+
+
+def interrupted_hint(run_dir: Path) -> str:
+    """What a run stopped by Ctrl-C can do next: resume from ``last.ckpt``, or start again."""
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return f"checkpoints/last.ckpt of the last validation is kept; {resume_hint(run_dir)}"
+    return "no checkpoint was saved yet: run it again (overwrite=true to reuse this run_dir)"
 
 
 def _fit_and_evaluate(
