@@ -143,7 +143,7 @@ def tiny_model(data: Path, scratch: Path) -> Path:
         "+trainer.enable_model_summary=false",
     ]
     train(compose("train", overrides))
-    return next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    return run_dir / "checkpoints" / "best.ckpt"
 
 
 def photographs(data: Path, count: int, folder: Path) -> Path:

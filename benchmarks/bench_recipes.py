@@ -134,7 +134,7 @@ def read(folder: Path, split: str) -> Predictions:
 
 def with_tta(run: Graded, mode: str) -> Graded:
     """The same checkpoint graded with test-time augmentation (``python -m scalp_ml.evaluate``)."""
-    checkpoint = next((run.source / "checkpoints").glob("best-epoch*.ckpt"))
+    checkpoint = run.source / "checkpoints" / "best.ckpt"
     out = run.source / f"tta-{mode}"
     for split in ("val", "test"):
         if not (out / f"predictions_{split}.csv").is_file():

@@ -38,7 +38,7 @@ def train_demo(data: Path, size: int, run_dir: Path, limits: list[str]) -> tuple
         *limits,
     ]
     metrics = train(compose("train", overrides))
-    return metrics["test/macro_f1"], next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    return metrics["test/macro_f1"], run_dir / "checkpoints" / "best.ckpt"
 
 
 def onnx_speed(checkpoint: Path, size: int, batch: int, threads: int) -> tuple[float, float]:

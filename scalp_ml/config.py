@@ -73,6 +73,7 @@ class ExportFormat(StrEnum):
 
     onnx = "onnx"
     torchscript = "torchscript"
+    safetensors = "safetensors"
 
 
 class TTA(StrEnum):

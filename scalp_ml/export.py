@@ -1,9 +1,10 @@
-"""Export entry: ``python -m scalp_ml.export ckpt_path=... [format=onnx|torchscript] [out=...]``.
+"""Export entry: ``python -m scalp_ml.export ckpt_path=... [format=onnx|torchscript|safetensors]``.
 
 ``ckpt_path=[a.ckpt,b.ckpt]`` (or a folder of runs) exports an ensemble as one file.
 
 Writes one self-describing file (uint8 letterboxed images in, grade probabilities out) that
-``predict`` and ``evaluate`` accept like the checkpoint; see :mod:`scalp_ml.inference.export`.
+``predict`` and ``evaluate`` accept like the checkpoint; ``format=safetensors`` writes portable
+weights and a ``config.json`` for plain timm instead; see :mod:`scalp_ml.inference.export`.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def synthetic_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def best_checkpoint(demo_run: tuple[Path, dict]) -> Path:
     """The best checkpoint of the tiny training run."""
-    return next((demo_run[0] / "checkpoints").glob("best-*.ckpt"))
+    return demo_run[0] / "checkpoints" / "best.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,15 @@
+import json
 import os
 import pickle
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from scalp_ml.inference.checkpoint import CheckpointError, load_checkpoint
+from tests.conftest import FAST, compose_train
 
 
 class Payload:
@@ -123,3 +126,48 @@ def test_a_checkpoint_of_the_earlier_layout_loads_and_predicts_the_same(
         torch.testing.assert_close(
             migrated.model.deployable()(images), loaded.model.deployable()(images)
         )
+
+
+def best_logged_epoch(run_dir: Path) -> int:
+    """The epoch of the highest logged val/macro_f1 (the first of equals, as Lightning keeps)."""
+    log = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["val/macro_f1"])
+    return int(log.loc[log["val/macro_f1"].idxmax(), "epoch"])
+
+
+def test_a_run_names_its_best_checkpoint_best_ckpt(demo_run: tuple[Path, dict]) -> None:
+    run_dir, _ = demo_run
+    best = run_dir / "checkpoints" / "best.ckpt"
+    assert torch.load(best, weights_only=True)["epoch"] == best_logged_epoch(run_dir)
+    assert json.loads((run_dir / "metrics.json").read_text())["context"]["checkpoint"] == str(best)
+
+
+@pytest.mark.slow
+def test_best_ckpt_is_the_best_epochs_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:
+    from scalp_ml.train import train
+
+    every = tmp_path / "every_epoch"  # a second callback keeps each epoch's checkpoint
+    keep_all = "lightning.pytorch.callbacks.ModelCheckpoint"
+    train(
+        compose_train(
+            [
+                *FAST,
+                f"data.root={synthetic_root}",
+                f"run_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=4",
+                "+trainer.limit_train_batches=2",
+                f"+callbacks.every._target_={keep_all}",
+                f"+callbacks.every.dirpath={every}",
+                "+callbacks.every.save_top_k=-1",
+                "+callbacks.every.mode=max",  # its state key differs from last.ckpt's callback
+            ]
+        )
+    )
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(path.name for path in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best_epoch = best_logged_epoch(tmp_path / "run")
+    best = torch.load(folder / "best.ckpt", weights_only=True)
+    assert best["epoch"] == best_epoch
+    (same,) = every.glob(f"epoch={best_epoch}-*.ckpt")
+    expected = torch.load(same, weights_only=True)["state_dict"]
+    assert best["state_dict"].keys() == expected.keys()
+    assert all(torch.equal(best["state_dict"][key], expected[key]) for key in expected)

@@ -175,7 +175,7 @@ def test_members_with_another_image_size_or_data_are_refused(
     from scalp_ml.inference.ensemble import load_members
 
     run_dir, _ = cv_run
-    first = next((run_dir / "fold0" / "checkpoints").glob("best-*.ckpt"))
+    first = run_dir / "fold0" / "checkpoints" / "best.ckpt"
     for key, value, named in [
         ("image_size", [48, 64], "image_size"),
         ("root", "/elsewhere", "data root"),

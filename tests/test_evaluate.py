@@ -46,7 +46,7 @@ def test_evaluation_writes_report_figures_and_metrics(evaluation: tuple[Path, di
         and 30 <= split["counts"]["test"] <= 42
     )
     for text in (
-        "best-epoch",
+        "best.ckpt",
         "split_sha256",
         "(study)",
         "(majority)",

@@ -28,7 +28,7 @@ def test_a_rectangular_input_trains_exports_predicts_and_explains(
     metrics = train(compose_train(overrides))
     assert 0 <= metrics["test/macro_f1"] <= 1
     assert (tmp_path / "cache" / "images-48x64px.npy").is_file()
-    checkpoint = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
     onnx = OnnxPredictor(export(checkpoint, "onnx", tmp_path / "model.onnx"))
     assert onnx.image_size == (48, 64) and onnx.metadata["image_size"] == [48, 64]
     photos = Photographs(sorted(synthetic_root.rglob("*.jpg"))[:3], onnx.image_size)

@@ -47,7 +47,7 @@ def test_best_checkpoint_loads_safely_and_rebuilds_the_model(demo_run: tuple[Pat
     from scalp_ml.module import ScalpGrader
 
     run_dir, _ = demo_run
-    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    best = run_dir / "checkpoints" / "best.ckpt"
     checkpoint = torch.load(best, weights_only=True)
     assert [item["name"] for item in checkpoint["labels"]["indicators"]] == list(INDICATOR_NAMES)
     assert checkpoint["labels"]["grades"] == ["good", "mild", "moderate", "severe"]

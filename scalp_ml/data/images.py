@@ -149,6 +149,10 @@ def input_size(size: int | Sequence[int]) -> tuple[int, int]:
     return sides
 
 
+RESIZE = "letterbox: aspect kept, area-averaged, black padding centred"
+"""How :func:`letterbox` resizes, as exports describe it."""
+
+
 def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Fits an RGB image into ``height x width``: aspect kept, area-averaged, black padding.
 

@@ -119,7 +119,7 @@ def not_a_checkpoint(path: Path, error: BaseException) -> str:
     return (
         f"{path} is not a PyTorch checkpoint, or it is corrupt or truncated ({reason}); "
         "nothing in it was run. Use a checkpoint written by scalp_ml.train, e.g. "
-        "<run>/checkpoints/last.ckpt or best-*.ckpt, copied whole."
+        "<run>/checkpoints/last.ckpt or best.ckpt, copied whole."
     )
 
 

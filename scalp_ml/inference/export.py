@@ -1,5 +1,8 @@
 """Export a checkpoint to one self-describing file: ONNX (or TorchScript, deprecated upstream).
 
+``format=safetensors`` writes the network's weights and a ``config.json`` instead, which plain
+timm, torch and safetensors load without this package (:mod:`scalp_ml.inference.portable`).
+
 The file maps letterboxed uint8 RGB images ``[B, 3, H, W]`` (any batch size) to grade
 probabilities ``[B, 6, 4]``: normalisation is inside, so a consumer only decodes and letterboxes
 (:func:`scalp_ml.data.images.letterbox`). The input size, label names and the data settings of
@@ -27,9 +30,15 @@ import torch
 
 import scalp_ml
 from scalp_ml.atomic import atomic_write_bytes
-from scalp_ml.data.images import input_size
+from scalp_ml.data.images import RESIZE, input_size
 from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from scalp_ml.inference.ensemble import MeanOfMembers, load_members, member_paths
+from scalp_ml.inference.portable import (
+    WEIGHTS_FILE,
+    portable_probabilities,
+    safetensors_bytes,
+    write_config,
+)
 from scalp_ml.inference.predictors import ONNX_METADATA_KEY, OnnxPredictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 from scalp_ml.training.run_record import git_state
@@ -38,7 +47,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5  # largest allowed probability difference between export and checkpoint
 METADATA_FILE = "scalp_ml.json"  # TorchScript extra file holding the metadata
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 INTENDED_USE = "research; not a medical diagnosis"
 
 
@@ -74,7 +83,7 @@ def flat_metadata(metadata: dict[str, Any]) -> dict[str, str]:
         "git_commit": metadata["git_commit"] or "unknown",
         "date": metadata["exported"],
         "image_size": f"{height}x{width}",
-        "resize": "letterbox: aspect kept, area-averaged, black padding centred",
+        "resize": RESIZE,
         "input": metadata["input"],
         "output": metadata["output"],
         "mean": ",".join(f"{value:.6g}" for value in metadata["mean"]),
@@ -134,9 +143,11 @@ def torchscript_bytes(
 
 
 def exported_outputs(path: Path, images: torch.Tensor) -> np.ndarray:
-    """Runs an exported file (ONNX Runtime or TorchScript) on uint8 ``images``."""
+    """Runs an exported file (ONNX Runtime, safetensors or TorchScript) on uint8 ``images``."""
     if path.suffix.lower() == ".onnx":
         return OnnxPredictor(path)(images.numpy())
+    if path.suffix.lower() == ".safetensors":
+        return portable_probabilities(path, images)
     with torch.inference_mode():
         return torch.jit.load(str(path), map_location="cpu")(images).numpy()
 
@@ -145,6 +156,9 @@ def random_images(count: int, image_size: tuple[int, int], seed: int) -> torch.T
     """Seeded random uint8 images ``[count, 3, H, W]``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (count, 3, *image_size), dtype=torch.uint8, generator=generator)
+
+
+WRITERS = {"onnx": onnx_bytes, "torchscript": torchscript_bytes, "safetensors": safetensors_bytes}
 
 
 def export(
@@ -157,36 +171,81 @@ def export(
 
     Args:
         ckpt_path: Training checkpoint; an ensemble: a list of them or a folder of runs.
-        format: ``onnx`` or ``torchscript``.
+        format: ``onnx``, ``torchscript`` or ``safetensors`` (one checkpoint, no test-time
+            augmentation; ``config.json`` is written beside the weights).
         out: Output file; default: beside the checkpoint, ``.onnx`` or ``.pt`` (an ensemble:
-            ``ensemble.onnx`` in the members' common folder, e.g. the sweep directory).
+            ``ensemble.onnx`` in the members' common folder, e.g. the sweep directory);
+            safetensors: ``<checkpoint name>/model.safetensors``.
         tta: Test-time augmentation inside the file (of every member); ``None``: as trained.
 
     Returns:
         The written file.
 
     Raises:
-        ValueError: Unknown format, the export disagrees with the checkpoint, or the
-            ensemble's members differ in input or labels.
+        ValueError: Unknown format, the export disagrees with the checkpoint, the
+            ensemble's members differ in input or labels, or safetensors of an ensemble or
+            with test-time augmentation.
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r}: choose one of {sorted(FORMATS)}")
-    write = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}[format]
-    suffix = FORMATS[format]
     paths = member_paths(ckpt_path)
+    model, loaded, metadata, default = exported_model(paths, format, tta)
+    path = Path(out) if out else default
+    source = str(paths[0]) if len(paths) == 1 else f"the {len(paths)} members"
+    image_size = input_size(loaded.data["image_size"])
+    difference = write_checked(model, metadata, image_size, format, path, source)
+    if format == "safetensors":
+        write_config(path)
+    log.info("Wrote %s (max probability difference to the checkpoint %.1e)", path, difference)
+    return path
+
+
+def exported_model(
+    paths: Sequence[Path], format: str, tta: str | None
+) -> tuple[torch.nn.Module, LoadedCheckpoint, dict[str, Any], Path]:
+    """The model to export, its (first) checkpoint, its metadata and its default file.
+
+    Raises:
+        ValueError: The ensemble's members differ in input or labels, or safetensors of an
+            ensemble.
+    """
+    suffix = FORMATS[format]
     if len(paths) == 1:
         loaded = load_checkpoint(paths[0], tta=tta)
-        model, metadata = loaded.model.deployable().eval(), export_metadata(loaded)
         default = paths[0].with_suffix(suffix)
-    else:
-        members = load_members(paths, tta=tta)
-        model = MeanOfMembers([member.model.deployable() for member in members]).eval()
-        loaded, metadata = members[0], ensemble_metadata(members)
-        default = Path(os.path.commonpath(paths)) / f"ensemble{suffix}"
-    checkpoint = paths[0] if len(paths) == 1 else f"the {len(paths)} members"
-    image_size = input_size(loaded.data["image_size"])
-    data = write(model, random_images(2, image_size, 0), metadata)
-    path = Path(out) if out else default
+        if format == "safetensors":  # one folder per export, as timm's: config.json beside
+            default = paths[0].with_suffix("") / WEIGHTS_FILE
+        return loaded.model.deployable().eval(), loaded, export_metadata(loaded), default
+    if format == "safetensors":
+        raise ValueError(
+            "format=safetensors holds one network's weights: export each member, or the "
+            "ensemble as one ONNX file (format=onnx)"
+        )
+    members = load_members(paths, tta=tta)
+    model = MeanOfMembers([member.model.deployable() for member in members]).eval()
+    default = Path(os.path.commonpath(paths)) / f"ensemble{suffix}"
+    return model, members[0], ensemble_metadata(members), default
+
+
+def write_checked(
+    model: torch.nn.Module,
+    metadata: dict[str, Any],
+    image_size: tuple[int, int],
+    format: str,
+    path: Path,
+    source: str,
+) -> float:
+    """Writes ``model`` as ``format`` to ``path`` once the file reproduces its probabilities.
+
+    Returns:
+        The largest probability difference between the file and ``model``.
+
+    Raises:
+        ValueError: The file differs from ``model`` (from ``source``) by more than
+            ``TOLERANCE``; nothing is written.
+    """
+    suffix = FORMATS[format]
+    data = WRITERS[format](model, random_images(2, image_size, 0), metadata)
     staged = atomic_write_bytes(path.with_name(f".{path.name}.check{suffix}"), data)
     try:
         images = random_images(3, image_size, 1)
@@ -194,9 +253,8 @@ def export(
             expected = model(images).numpy()
         difference = float(np.abs(exported_outputs(staged, images) - expected).max())
         if difference > TOLERANCE:
-            raise ValueError(f"{format} export differs from {checkpoint} by {difference:.2e}")
+            raise ValueError(f"{format} export differs from {source} by {difference:.2e}")
         staged.replace(path)
     finally:
         staged.unlink(missing_ok=True)
-    log.info("Wrote %s (max probability difference to the checkpoint %.1e)", path, difference)
-    return path
+    return difference

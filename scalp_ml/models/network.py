@@ -97,6 +97,11 @@ class DeployedGrader(nn.Module):
         self.views = ViewAveraging(GradeProbabilities(network), tta)
         self.offsets = offsets
 
+    @property
+    def network(self) -> GradingNetwork:
+        """The grading network inside (what ``format=safetensors`` exports)."""
+        return self.views.model.network
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Final grade probabilities of uint8 letterboxed images ``[B, 3, H, W]``."""
         log_p = self.views(images).clamp_min(1e-12).log()
