@@ -93,7 +93,7 @@ class ScalpGrader(L.LightningModule):
             raise ValueError(f"optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
         check_head(loss, head)
         check_mode(tta)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the training job logs the whole config
         # A loss with priors or weights and no counts yet is built in setup().
         waits_for_counts = grade_counts is None and loss in COUNTED_LOSSES
         self.loss: GradeLoss | None = None if waits_for_counts else self._build_loss()

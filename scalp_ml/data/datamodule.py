@@ -104,7 +104,7 @@ class ScalpDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the training job logs the whole config
         _check_pipeline(cache, augment_on, decode_on)
         self.root = Path(root)
         self.image_size = input_size(image_size)

@@ -49,8 +49,8 @@ def evaluate_splits(
 
     Writes ``predictions_<split>.csv`` (per image: true and predicted grades, the four
     probabilities of each indicator), ``report.md``, ``metrics.json`` and the figures; logs the
-    results to the trainer's W&B loggers. Every number comes with its session-bootstrap
-    interval, and heads that predict one grade only, or score within
+    results, and copies these files, to the trainer's W&B loggers. Every number comes with its
+    session-bootstrap interval, and heads that predict one grade only, or score within
     ``settings.collapse_margin`` of the majority-grade baseline, are flagged (and logged as
     warnings). Under DDP every rank grades its share, and the first process writes.
 
@@ -106,7 +106,7 @@ def evaluate_splits(
             )
         evidence = gather_evidence(predictions, results, baseline, settings)
         report = write_report(out_dir, results, baseline, evidence, context, metrics_csv, offsets)
-        log_results(trainer, results, evidence)
+        log_results(trainer, results, evidence, out_dir)
         log.info("Report written to %s", report)
     scalars = _scalars(results)
     if offsets is not None:

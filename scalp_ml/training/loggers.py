@@ -7,6 +7,7 @@ import io
 import logging
 import netrc
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -89,6 +90,43 @@ class ResumableCSVLogger(CSVLogger):
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         """Writes the pending rows, so the log holds every epoch that a checkpoint holds."""
         self.save()
+
+
+class EpochWandbLogger(WandbLogger):
+    """Lightning's ``WandbLogger`` whose metrics are drawn per epoch.
+
+    Each scalar key of a row that carries ``epoch`` (every metric this project logs is per
+    epoch) is declared once with ``define_metric``: ``epoch`` as its x-axis, the ``monitor``
+    metric's summary as its best value (``max`` or ``min``, after ``monitor_mode``), and the
+    per-grade scores (``val/f1/<indicator>/<grade>``, ...) hidden from the automatic panels.
+
+    Args:
+        monitor: The metric that checkpointing and early stopping follow (``val/macro_f1``).
+        monitor_mode: ``max`` or ``min``: which of its values is the best.
+        **kwargs: ``WandbLogger``'s arguments.
+    """
+
+    def __init__(
+        self, monitor: str | None = None, monitor_mode: str = "max", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._monitor = monitor
+        self._monitor_mode = monitor_mode
+        self._defined: set[str] = set()
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Declares the row's new per-epoch scalar keys, then logs the row."""
+        if "epoch" in metrics:
+            for key, value in metrics.items():
+                if key not in self._defined and key != "epoch" and isinstance(value, int | float):
+                    self._define(key)
+        super().log_metrics(metrics, step)
+
+    def _define(self, key: str) -> None:
+        summary = self._monitor_mode if key == self._monitor else None
+        hidden = key.count("/") >= 3  # <split>/<score>/<indicator>/<grade>
+        self.experiment.define_metric(key, step_metric="epoch", summary=summary, hidden=hidden)
+        self._defined.add(key)
 
 
 def wandb_api_key_configured() -> bool:
