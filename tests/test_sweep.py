@@ -1,4 +1,4 @@
-"""Hydra multiruns as a user starts them: a grid sweep and an Optuna search, in subprocesses."""
+"""Hydra multiruns as a user starts them: grid sweeps, in subprocesses (Optuna: elsewhere)."""
 
 import json
 from pathlib import Path
@@ -68,35 +68,6 @@ def test_a_failed_job_keeps_the_other_rows_with_a_column_per_swept_parameter(
     assert "Invalid learning rate" in summary["error"].iloc[1]
     assert summary["val/macro_f1"].notna().tolist() == [True, False]
     assert "data.root" not in summary.columns  # the same in every job: no column
-
-
-def test_optuna_search_stores_trials_and_reports_the_best(synthetic_root: Path, tmp_path: Path):
-    import optuna
-
-    sweep_dir, storage = tmp_path / "optuna", f"sqlite:///{tmp_path / 'study.db'}"
-    run_train(
-        "-m",
-        "hparams_search=optuna",
-        *[override for override in FAST if not override.startswith("data.image_size")],
-        *ONE_SHORT_EPOCH,
-        f"data.root={synthetic_root}",
-        f"hydra.sweep.dir={sweep_dir}",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweeper.storage={storage}",
-        "hydra.sweeper.study_name=test_study",
-        "model=choice(tiny,tiny_resnet)",
-        "data.image_size=choice(48,64)",
-    )
-    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    searched = {"optimizer.lr", "optimizer.weight_decay", "loss.gamma", "model.dropout"}
-    assert searched | {"model", "data.image_size"} == set(results["best_params"])
-    study = optuna.load_study(study_name="test_study", storage=storage)
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(finished) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
-    summary = pd.read_csv(sweep_dir / "sweep_summary.csv")
-    # Each trial's value is its best checkpoint's val/macro_f1, as written in its run.
-    assert sorted(t.value for t in finished) == pytest.approx(sorted(summary["val/macro_f1"]))
-    assert results["best_value"] == pytest.approx(summary["val/macro_f1"].max())
 
 
 def test_a_multirun_refuses_distributed_training() -> None:

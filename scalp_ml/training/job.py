@@ -33,6 +33,7 @@ from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.checkpoint import read_checkpoint, write_with_offsets
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
+from scalp_ml.search.trial import pruning_callbacks
 from scalp_ml.training.callbacks import resume_hint
 from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
 from scalp_ml.training.loggers import build_loggers, finish_wandb
@@ -72,7 +73,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             **arguments,
             plugins=plugins,
             default_root_dir=run_dir,
-            callbacks=[instantiate(callback) for callback in cfg.callbacks.values()],
+            callbacks=[
+                *(instantiate(callback) for callback in cfg.callbacks.values()),
+                *pruning_callbacks(cfg.monitor.metric),  # in an Optuna search: its trial's
+            ],
             logger=loggers or False,
         )
         if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)

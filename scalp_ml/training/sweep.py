@@ -2,11 +2,11 @@
 
 ``conf/hydra/default.yaml`` registers :class:`SweepSummary`, so every job of ``python -m
 scalp_ml.train -m ...`` (grid or Optuna) rewrites ``<sweep dir>/sweep_summary.csv`` as it
-ends, finished or failed: one row per job with its status (and error), one column per swept
-parameter, its overrides, run directory, split hash and the best checkpoint's validation and
-test metrics, best first by the monitored metric. A failed job never costs the others' rows.
-A multirun over the folds of a cross-validation also gets ``cv_summary.csv`` and
-``oof_predictions.csv`` (:mod:`scalp_ml.training.cross_validation`).
+ends, finished, failed or pruned (an Optuna trial its pruner stopped): one row per job with its
+status (and error), one column per swept parameter, its overrides, run directory, split hash
+and the best checkpoint's validation and test metrics, best first by the monitored metric. A
+failed job never costs the others' rows. A multirun over the folds of a cross-validation also
+gets ``cv_summary.csv`` and ``oof_predictions.csv`` (:mod:`scalp_ml.training.cross_validation`).
 """
 
 from __future__ import annotations
@@ -107,6 +107,13 @@ def summarize_sweep(sweep_dir: Path, metric: str = "val/macro_f1", mode: str = "
     return atomic_write_text(sweep_dir / SUMMARY_FILE, table.to_csv(index=False))
 
 
+def _pruned(error: Exception) -> bool:
+    """Whether a job's error is an Optuna trial stopped by its pruner (not a failure)."""
+    from optuna import TrialPruned
+
+    return isinstance(error, TrialPruned)
+
+
 def _key_value(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
     return key, value
@@ -127,6 +134,7 @@ class SweepSummary(Callback):
                 job_return.return_value  # noqa: B018  (re-raises the job's exception)
             except Exception as error:  # any exception a job can raise
                 ended["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+                ended["status"] = "pruned" if _pruned(error) else "failed"
         atomic_write_text(job_dir / STATUS_FILE, json.dumps(ended))
         sweep_dir = self._summarize(config)
         folds = multirun_folds(sweep_jobs(sweep_dir)) if sweep_dir else {}

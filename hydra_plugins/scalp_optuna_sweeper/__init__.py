@@ -1,0 +1,1 @@
+"""Hydra plugin: the Optuna sweeper of ``conf/hydra/sweeper/optuna.yaml``."""
