@@ -40,7 +40,7 @@ class WorkerPool:
     Example::
 
         with WorkerPool(4) as pool:
-            roots = list(track(pool.imap(math.sqrt, range(100)), total=100))
+            roots = list(pool.imap(math.sqrt, range(100)))
     """
 
     def __init__(self, processes: int) -> None:

@@ -68,7 +68,7 @@ def test_cfg_job_prints_the_recipe() -> None:
         ("train", "data.cache=mmap", "[none, memmap]"),
         ("eval", "split=tset", "[train, val, test]"),
         ("predict", "device=tpu", "[auto, cpu, cuda]"),
-        ("export", "format=tflite", "[onnx, torchscript]"),
+        ("export", "format=tflite", "[onnx, torchscript, safetensors]"),
     ],
 )
 def test_a_bad_value_fails_at_composition_naming_the_key_and_the_choices(

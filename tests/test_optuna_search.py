@@ -115,7 +115,7 @@ def test_a_search_records_failed_and_pruned_trials_and_goes_on(
     # AdamW refuses a negative rate (FAIL); the 2-epoch trial is pruned at its second epoch.
     for lr, epochs in ((1e-3, 1), (-1.0, 1), (1e-3, 2), (2e-3, 1)):
         study.enqueue_trial({"optimizer.lr": lr, "trainer.max_epochs": epochs})
-    run_train(
+    result = run_train(
         "-m",
         "hparams_search=optuna",
         *FAST,
@@ -132,6 +132,9 @@ def test_a_search_records_failed_and_pruned_trials_and_goes_on(
         "+hydra.sweeper.pruner.lower=1.01",
         "hydra.sweeper.pruner.n_warmup_steps=1",
     )
+    output = result.stdout + result.stderr
+    assert "\x1b[" not in output and "alembic" not in output  # no colour codes, no migrations
+    assert "Using an existing study" in output  # Optuna's own lines, through Hydra's logger
     trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
     complete, fail, pruned = TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED
     assert [trial.state for trial in trials] == [complete, fail, pruned, complete]

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import track
 
 from scalp_ml.atomic import atomic_write_text, check_writable
 from scalp_ml.data.aihub.reader import Download, location_archive
 from scalp_ml.data.images import decode_rgb, letterbox
+from scalp_ml.progress import progress
 from scalp_ml.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -214,11 +214,11 @@ def _write_rows_in_parallel(
     write = partial(_write_rows, root, image_size, array_path)
     description = f"Caching {len(paths)} images at {_size_name(image_size)}"
     if workers <= 1:
-        for chunk in track(chunks, description=description):
+        for chunk in progress(chunks, description):
             write(chunk)
         return
     with WorkerPool(workers) as pool:
-        for _ in track(pool.imap(write, chunks), total=len(chunks), description=description):
+        for _ in progress(pool.imap(write, chunks), description, total=len(chunks)):
             pass
 
 

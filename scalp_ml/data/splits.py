@@ -309,7 +309,8 @@ def load_or_create_split(
                 "file to make a new split, or point data.split.file elsewhere."
             )
         check_split_file(saved, path, set(manifest["name"]))
-        log.info("Using the %s split %s (%s)", strategy, path, saved["counts"])
+        # DEBUG: every stage of a run reads the split again; the datamodule logs it once
+        log.debug("Using the %s split %s (%s)", strategy, path, saved["counts"])
     else:
         check_writable(path, "split file", "data.split.file", "/tmp/split.json")
         saved = _split_record(manifest, strategy, ratios, seed, folds) | expected

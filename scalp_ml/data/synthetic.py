@@ -26,11 +26,11 @@ import cv2
 import hydra
 import numpy as np
 from omegaconf import DictConfig
-from rich.progress import track
 
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.cli import CONF_DIR, run_command
 from scalp_ml.labels import GRADES_KOREAN, INDICATORS, NUM_INDICATORS
+from scalp_ml.progress import progress
 from scalp_ml.reference import GRADE_COUNTS
 from scalp_ml.workers import WorkerPool
 
@@ -402,7 +402,7 @@ def generate(
     )
     with WorkerPool(workers) as pool:
         jobs = pool.imap(write, plans)
-        files = sum(track(jobs, total=len(plans), description=f"Rendering {n_images} images"))
+        files = sum(progress(jobs, f"Rendering {n_images} images", total=len(plans)))
     if archives:
         pack_archives(root)
     atomic_write_text(marker, json.dumps(params, indent=2))

@@ -41,6 +41,7 @@ from scalp_ml.inference.portable import (
 )
 from scalp_ml.inference.predictors import ONNX_METADATA_KEY, OnnxPredictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
+from scalp_ml.training.quiet import ONNX_OPTIMISER_LOGGERS, quiet_loggers
 from scalp_ml.training.run_record import git_state
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,16 @@ def ensemble_metadata(members: Sequence[LoadedCheckpoint]) -> dict[str, Any]:
 def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str, Any]) -> bytes:
     """ONNX (dynamo exporter) with a dynamic batch axis, weights inside, metadata attached."""
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamic_shapes={"images": {0: batch}},
-        input_names=["images"],
-        output_names=["probabilities"],
-        external_data=False,
-        verbose=False,
-    )
+    with quiet_loggers(*ONNX_OPTIMISER_LOGGERS):  # a dozen INFO lines per export otherwise
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamic_shapes={"images": {0: batch}},
+            input_names=["images"],
+            output_names=["probabilities"],
+            external_data=False,
+            verbose=False,
+        )
     proto = program.model_proto
     flat = flat_metadata(metadata) if metadata else {}
     for key, value in {ONNX_METADATA_KEY: json.dumps(metadata, ensure_ascii=False), **flat}.items():

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
 
 from scalp_ml.atomic import atomic_write_text
@@ -25,6 +24,7 @@ from scalp_ml.data.dataset import Photographs, batches
 from scalp_ml.data.images import IMAGE_SUFFIXES, read_rgb
 from scalp_ml.inference.predictors import CheckpointPredictor, load_predictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
+from scalp_ml.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,10 @@ def predict(
         raise ValueError("explain=true needs a checkpoint (.ckpt); ONNX files have no gradients")
     dataset = Photographs(find_images(inputs), predictor.image_size)
     paths, errors, probabilities = [], [], []
-    for batch in track(
+    for batch in progress(
         batches(dataset, batch_size, threads),
+        f"Grading {len(dataset)} images",
         total=-(-len(dataset) // batch_size),
-        description="Grading",
     ):
         paths += batch["path"]
         errors += batch["error"]
@@ -230,7 +230,7 @@ def write_explanations(
 
     readable = [index for index, record in enumerate(records) if not record["error"]]
     starts = range(0, len(readable), batch_size)
-    for start in track(starts, description=f"Grad-CAM of {len(readable)} images"):
+    for start in progress(starts, f"Grad-CAM of {len(readable)} images"):
         chosen = readable[start : start + batch_size]
         images = torch.from_numpy(np.stack([dataset[index]["image"] for index in chosen]))
         probabilities = np.stack([_probabilities(records[index]) for index in chosen])

@@ -67,6 +67,7 @@ class OptunaSearch:
         Raises:
             RuntimeError: No trial of the study has completed (every one failed or was pruned).
         """
+        _log_through_hydra()
         params = [f"{key}={value}" for key, value in (self.params or {}).items()]
         space = parse_space([*params, *arguments])
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -128,6 +129,17 @@ class OptunaSearch:
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
         log.info("Best trial %d: value %s, parameters %s", best.number, best.value, best.params)
         return study
+
+
+def _log_through_hydra() -> None:
+    """Optuna's lines through Hydra's handlers (no colour codes in log files), no alembic.
+
+    Optuna's own handler colours its lines, escape codes and all, also in a log file; the
+    storage's schema migration (alembic) reports each step at INFO.
+    """
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:

@@ -20,6 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
@@ -33,6 +34,7 @@ from scalp_ml.evaluation.runner import evaluate_splits
 from scalp_ml.inference.checkpoint import read_checkpoint, write_with_offsets
 from scalp_ml.models.backbones import load_pretrained_weights
 from scalp_ml.module import ScalpGrader
+from scalp_ml.progress import in_terminal
 from scalp_ml.search.trial import pruning_callbacks
 from scalp_ml.training.callbacks import resume_hint
 from scalp_ml.training.checkpoint_io import AtomicCheckpointIO
@@ -69,14 +71,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         arguments = instantiate(cfg.trainer, _convert_="all")
         plugins = [*(arguments.pop("plugins", None) or []), AtomicCheckpointIO()]
+        callbacks = [
+            *(instantiate(callback) for callback in cfg.callbacks.values()),
+            *pruning_callbacks(cfg.monitor.metric),  # in an Optuna search: its trial's
+        ]
+        if not in_terminal():  # a bar in a log file is noise; EpochLog's lines say it all
+            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+            arguments["enable_progress_bar"] = False
         trainer = L.Trainer(
             **arguments,
             plugins=plugins,
             default_root_dir=run_dir,
-            callbacks=[
-                *(instantiate(callback) for callback in cfg.callbacks.values()),
-                *pruning_callbacks(cfg.monitor.metric),  # in an Optuna search: its trial's
-            ],
+            callbacks=callbacks,
             logger=loggers or False,
         )
         if trainer.local_rank == 0:  # DDP: each machine's first process (fit makes others wait)

@@ -19,7 +19,6 @@ from pathlib import Path
 import hydra
 import pandas as pd
 from omegaconf import DictConfig
-from rich.progress import track
 
 import scalp_ml.config
 from scalp_ml.atomic import atomic_write_text, check_writable
@@ -34,6 +33,7 @@ from scalp_ml.data.aihub.pairing import (
 )
 from scalp_ml.data.aihub.reader import Download, fingerprint, list_files
 from scalp_ml.data.images import decode_rgb
+from scalp_ml.progress import progress
 from scalp_ml.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _save(path: Path, index: Index, stamp: str, verified: bool) -> None:
     log.info("Wrote the index %s (%d images)", path, len(index.manifest))
 
 
-def _verify(root: Path, manifest: pd.DataFrame, progress: bool) -> None:
+def _verify(root: Path, manifest: pd.DataFrame, shown: bool) -> None:
     """Decodes every image not yet known to be bad; failures go into ``image_problem``."""
     todo = manifest.index[manifest["image_problem"] == ""]
     locations = manifest.loc[todo, "image"].tolist()
@@ -151,9 +151,9 @@ def _verify(root: Path, manifest: pd.DataFrame, progress: bool) -> None:
     workers = max(1, min(len(os.sched_getaffinity(0)), len(chunks)))
     with WorkerPool(workers) as pool:
         results = pool.imap(partial(_decode_problems, root), chunks)
-        if progress:
+        if shown:
             description = f"Decoding {len(locations)} images once"
-            results = track(results, total=len(chunks), description=description, transient=True)
+            results = progress(results, description, total=len(chunks), transient=True)
         problems = [problem for chunk in results for problem in chunk]
     manifest.loc[todo, "image_problem"] = problems
     log.info("Decoded %d images: %d unreadable", len(problems), sum(map(bool, problems)))

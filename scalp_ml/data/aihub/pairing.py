@@ -17,12 +17,12 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, TypeVar
 
 import pandas as pd
-from rich.progress import track
 
 from scalp_ml.data.aihub.label_file import MAX_LABEL_BYTES, Label, LabelError, parse_label
 from scalp_ml.data.aihub.reader import Download, list_files, location_archive, location_name
 from scalp_ml.data.images import IMAGE_SUFFIXES, BadImageError, probe
 from scalp_ml.labels import INDICATOR_NAMES
+from scalp_ml.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +229,9 @@ def _first_image(download: Download, files: list[tuple[str, int]]) -> tuple[str,
     return files[0][0], {"width": 0, "height": 0, "format": "", "mode": ""}, problems[0]
 
 
-def _shown(items: Iterable[Item], progress: bool, description: str) -> Iterator[Item]:
+def _shown(items: Iterable[Item], shown: bool, description: str) -> Iterator[Item]:
     items = list(items)
-    if not progress:
-        return iter(items)
-    return iter(track(items, total=len(items), description=description, transient=True))
+    return progress(items, description, transient=True) if shown else iter(items)
 
 
 def usable_manifest(
