@@ -113,7 +113,7 @@ def datamodule(root: Path, *overrides: str) -> ScalpDataModule:
     module.prepare_data()
     module.setup()
     module.trainer = SimpleNamespace(
-        training=False, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+        training=False, current_epoch=0, strategy=SimpleNamespace(root_device=torch.device("cpu"))
     )
     return module
 
