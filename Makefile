@@ -15,13 +15,13 @@ PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2
 
 .PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff bench-recipes bench-cv lint format clean
 
-install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, dev extras)
+install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, every extra: dev,all)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=python3.x (>= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
-	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[dev]" $(PIP_QUIET)
+	$(PY) -m pip install -q -c .ci/constraints.txt -e ".[dev,all]" $(PIP_QUIET)
 	touch $(STAMP)
 
 data: install  ## generate the synthetic demo dataset (reused when already complete)

@@ -14,14 +14,24 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from scalp_ml.extras import MissingExtraError, check_plugin_overrides
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 HELP_FLAGS = ("--help", "-h")
 
 
 def run_command(main: Callable[[], Any], config_name: str) -> None:
-    """Runs a Hydra ``main``, or prints the command's help when it is asked for."""
+    """Runs a Hydra ``main``, or prints the command's help when it is asked for.
+
+    A plugin selected on the command line whose optional extra is missing stops the command
+    (and its help) first, with the extra's pip line (exit status 1).
+    """
+    overrides = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    try:
+        check_plugin_overrides(overrides)
+    except MissingExtraError as error:
+        sys.exit(f"Error: {error}")
     if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
-        overrides = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
         print(help_text(config_name, overrides))
         return
     main()

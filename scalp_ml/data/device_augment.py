@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch import nn
+
+from scalp_ml.extras import require
 
 
 class DeviceAugmentation(nn.Module):
@@ -35,6 +36,7 @@ class DeviceAugmentation(nn.Module):
 
 def _augmentation(augment: Mapping[str, Any]) -> nn.Sequential:
     """The same steps, order and ranges as the albumentations training augmentation."""
+    K = require("kornia.augmentation", "gpu", "data.augment_on=gpu (kornia augmentation)")
     jitter = dict(augment["color_jitter"])
     affine = dict(augment["affine"])
     return nn.Sequential(

@@ -31,6 +31,7 @@ import torch
 import scalp_ml
 from scalp_ml.atomic import atomic_write_bytes
 from scalp_ml.data.images import RESIZE, input_size
+from scalp_ml.extras import require
 from scalp_ml.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from scalp_ml.inference.ensemble import MeanOfMembers, load_members, member_paths
 from scalp_ml.inference.portable import (
@@ -115,6 +116,7 @@ def ensemble_metadata(members: Sequence[LoadedCheckpoint]) -> dict[str, Any]:
 
 def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, metadata: dict[str, Any]) -> bytes:
     """ONNX (dynamo exporter) with a dynamic batch axis, weights inside, metadata attached."""
+    require("onnxscript", "export", "format=onnx (torch's ONNX exporter)")
     batch = torch.export.Dim("batch", min=1, max=4096)
     with quiet_loggers(*ONNX_OPTIMISER_LOGGERS):  # a dozen INFO lines per export otherwise
         program = torch.onnx.export(

@@ -22,6 +22,7 @@ from rich.table import Table
 from scalp_ml.atomic import atomic_write_text
 from scalp_ml.data.dataset import Photographs, batches
 from scalp_ml.data.images import IMAGE_SUFFIXES, read_rgb
+from scalp_ml.extras import require
 from scalp_ml.inference.predictors import CheckpointPredictor, load_predictor
 from scalp_ml.labels import GRADES, GRADES_KOREAN, INDICATORS
 from scalp_ml.progress import progress
@@ -158,7 +159,10 @@ def predict(
 
     Raises:
         NothingGradedError: No image could be read (after the files are written).
+        MissingExtraError: ``explain`` without grad-cam installed (scalp_ml[explain]).
     """
+    if explain:  # before any grading
+        require("pytorch_grad_cam", "explain", "explain=true (Grad-CAM figures)")
     predictor = load_predictor(ckpt_path, device, tta)
     if explain and not isinstance(predictor, CheckpointPredictor):
         raise ValueError("explain=true needs a checkpoint (.ckpt); ONNX files have no gradients")

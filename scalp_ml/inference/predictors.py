@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scalp_ml.data.images import input_size
+from scalp_ml.extras import require
 from scalp_ml.labels import GRADES, INDICATOR_NAMES
 
 ONNX_METADATA_KEY = "scalp_ml"
@@ -85,8 +86,7 @@ class OnnxPredictor:
     """
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
-        import onnxruntime as ort
-
+        ort = require("onnxruntime", "export", f"Running the ONNX file {path}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         available = ort.get_available_providers()

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from scalp_ml.extras import require
+
 if TYPE_CHECKING:
     import optuna
 
@@ -35,7 +37,7 @@ def pruning_callbacks(metric: str) -> list[Callback]:
     """The pruning callback of the job's trial; none outside an Optuna search."""
     if TRIAL_ENV not in os.environ:
         return []
-    import optuna
+    optuna = require("optuna", "search", "An Optuna trial's pruning callback")
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 

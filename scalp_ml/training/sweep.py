@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,10 +109,12 @@ def summarize_sweep(sweep_dir: Path, metric: str = "val/macro_f1", mode: str = "
 
 
 def _pruned(error: Exception) -> bool:
-    """Whether a job's error is an Optuna trial stopped by its pruner (not a failure)."""
-    from optuna import TrialPruned
+    """Whether a job's error is an Optuna trial stopped by its pruner (not a failure).
 
-    return isinstance(error, TrialPruned)
+    Only a search raises one, so without Optuna imported (or installed) it is a failure.
+    """
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(error, optuna.TrialPruned)
 
 
 def _key_value(override: str) -> tuple[str, str]:
