@@ -18,6 +18,7 @@ from scalp_ml.extras import MissingExtraError, check_plugin_overrides
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 HELP_FLAGS = ("--help", "-h")
+OPTUNA_OVERRIDES = ("hparams_search=optuna", "hydra/sweeper=optuna")
 
 
 def run_command(main: Callable[[], Any], config_name: str) -> None:
@@ -34,7 +35,23 @@ def run_command(main: Callable[[], Any], config_name: str) -> None:
     if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
         print(help_text(config_name, overrides))
         return
+    register_optuna_sweeper(overrides)
     main()
+
+
+def register_optuna_sweeper(overrides: list[str]) -> None:
+    """Registers this project's Optuna sweeper with Hydra when an override selects it.
+
+    Hydra finds plugins by listing the ``hydra_plugins`` namespace package; in an editable
+    install this project's part of it is an import hook that cannot be listed (its source is
+    ``scalp_ml/_hydra_plugins/``), so it is registered by hand, which any install allows.
+    """
+    if not any(o.lstrip("+~").startswith(OPTUNA_OVERRIDES) for o in overrides):
+        return
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.scalp_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    Plugins.instance().register(OptunaSweeper)
 
 
 def help_text(config_name: str, overrides: list[str]) -> str:

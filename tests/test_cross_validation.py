@@ -1,4 +1,8 @@
-"""Cross-validation on the folds of the split file, and the fold models as one ensemble."""
+"""Cross-validation on the folds of the split file, and the fold models as one ensemble.
+
+All slow (``make test-slow``): every test reads one shared cross-validated run of three folds
+(about a minute on 2 cores); the folds themselves are tested fast in tests/test_splits.py.
+"""
 
 import json
 from pathlib import Path
@@ -15,6 +19,7 @@ from tests.conftest import FAST, compose_config, compose_train, run_train
 
 FOLDS = 3
 SHORT = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+pytestmark = pytest.mark.slow
 PROBABILITY_COLUMNS = [
     f"{i}_p_{g}" for i in INDICATOR_NAMES for g in ("good", "mild", "moderate", "severe")
 ]
@@ -198,7 +203,6 @@ def test_members_with_another_image_size_or_data_are_refused(
         evaluate(str(tmp_path), tmp_path / "out")
 
 
-@pytest.mark.slow
 def test_a_three_fold_multirun_writes_the_summary_and_out_of_fold_predictions(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

@@ -130,3 +130,19 @@ def test_a_plugin_override_names_its_extra_before_hydra_starts(
         monkeypatch.setattr(sys, "argv", ["scalp-train", *flags, override])
         with pytest.raises(SystemExit, match=f"{override} needs .*{pip_line(extra)}"):
             run_command(lambda: pytest.fail("Hydra started"), "train")
+
+
+def test_every_package_of_the_source_is_installed() -> None:
+    """pyproject lists the packages (the Hydra plugin's folder is mapped): none may be missing."""
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    settings = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    source = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "scalp_ml").rglob("__init__.py")
+        if "_hydra_plugins" not in init.parts
+    }
+    assert source <= set(settings["packages"])
+    plugin = settings["package-dir"]["hydra_plugins"]
+    assert (root / plugin / "scalp_optuna_sweeper" / "optuna_sweeper.py").is_file()

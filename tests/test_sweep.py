@@ -14,6 +14,7 @@ from tests.conftest import FAST, compose_train, run_train
 ONE_SHORT_EPOCH = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
 
 
+@pytest.mark.slow  # a subprocess multirun of training jobs (~15 s)
 def test_grid_sweep_writes_a_run_per_job_and_a_summary(synthetic_root: Path, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     run_train(
