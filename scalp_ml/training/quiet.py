@@ -14,6 +14,8 @@ from contextlib import contextmanager
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 # Metrics are logged once per epoch (on_step=False), so a short epoch loses nothing.
 LOGGING_INTERVAL = r"The number of training batches \(\d+\) is smaller than the logging interval"
+# Lightning cannot see that the training samplers skip what a stopped epoch trained (exact).
+MID_EPOCH_RESUME = r"You're resuming from a checkpoint that ended before the epoch ended"
 LIGHTNING_TIP = "💡 Tip:"  # Lightning's advertisement for its cloud logger, once per Trainer
 # The ONNX exporter's graph optimiser reports each pass at INFO ("Removed 119 unused nodes").
 ONNX_OPTIMISER_LOGGERS = ("onnx_ir", "onnxscript")
@@ -34,6 +36,7 @@ def silence_known_noise() -> None:
     _route_lightning_through_root()
     warnings.filterwarnings("ignore", message=LEAFSPEC)
     warnings.filterwarnings("ignore", message=LOGGING_INTERVAL)
+    warnings.filterwarnings("ignore", message=MID_EPOCH_RESUME)
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropLightningTip) for f in rank_zero.filters):
         rank_zero.addFilter(_DropLightningTip())
