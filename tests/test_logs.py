@@ -41,7 +41,7 @@ def test_a_demo_run_outside_a_terminal_logs_each_epoch_once_and_no_known_noise(
     assert epochs == ["1", "2", "3"], output[-3000:]
     assert output.count("Seed set to 42") == 1  # Lightning's lines once, through Hydra's logger
     assert output.count(f"Split {synthetic_root}") == 1  # not once per stage that reads it
-    for noise in ["Tip:", "LeafSpec", "logging interval", "INFO: ", "\x1b["]:
+    for noise in ["Tip:", "LeafSpec", "logging interval", "INFO: ", "\x1b[", "Total FLOPs: 0"]:
         assert noise not in output, noise
     log_file = (tmp_path / "train.log").read_text()
     assert "Epoch 3/3" in log_file and "Seed set to 42" in log_file

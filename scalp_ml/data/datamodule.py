@@ -282,18 +282,22 @@ class ScalpDataModule(L.LightningDataModule):
             collate_fn=collate_encoded if encoded else _collate_readable,
         )
 
-    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """With ``decode_on=gpu``: decodes and letterboxes training JPEGs on the device."""
-        if isinstance(batch["image"], list):  # EncodedScalpDataset's bytes
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``decode_on=gpu``: decodes and letterboxes training JPEGs on the device.
+
+        Anything but a batch dict (the model summary's example images) passes unchanged.
+        """
+        if isinstance(batch, dict) and isinstance(batch["image"], list):  # encoded bytes
             device = self.trainer.strategy.root_device
             batch["image"] = decode_letterboxed(
                 batch["image"], batch["name"], self.image_size, device
             )
         return batch
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """With ``augment_on=gpu``: augments training batches on the device."""
-        if self.device_augmentation is not None and self.trainer.training:
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``augment_on=gpu``: augments training batches (dicts) on the device."""
+        augmenting = self.device_augmentation is not None and self.trainer.training
+        if augmenting and isinstance(batch, dict):
             batch["image"] = self.device_augmentation.to(batch["image"].device)(batch["image"])
         return batch
 

@@ -59,6 +59,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)  # before the model: its initial weights are seeded
     datamodule = ScalpDataModule(**data_settings(cfg.data), seed=cfg.seed)
     model = build_module(cfg)  # bad settings fail here, before the run directory is touched
+    if not cfg.speed.compile:  # one image: the model summary's sizes and FLOPs (not "0")
+        model.example_input_array = torch.zeros((1, 3, *datamodule.image_size), dtype=torch.uint8)
     run_dir = Path(cfg.run_dir)
     claim_run_dir(run_dir, resuming=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, run_dir / "checkpoints")
