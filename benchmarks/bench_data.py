@@ -56,7 +56,7 @@ def main() -> None:
     augment = plain(compose("train", []).data.augment)  # the recipe's augmentation
     size = (args.size, args.size)
     root = replicated_dataset(args.work_dir, args.images)
-    manifest = load_manifest(root, progress=False)
+    manifest = load_manifest(root, show_progress=False)
     cores = len(os.sched_getaffinity(0))
     cache_dir = args.work_dir / f"cache-{args.images}"
     shutil.rmtree(cache_dir, ignore_errors=True)  # time a full build

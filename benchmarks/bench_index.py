@@ -91,13 +91,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         manifest = Path(scratch) / "manifest.csv"
         start = time.perf_counter()
-        index = load_or_build_index(root, manifest, progress=False)
+        index = load_or_build_index(root, manifest, show_progress=False)
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        load_or_build_index(root, manifest, progress=False)
+        load_or_build_index(root, manifest, show_progress=False)
         warm = time.perf_counter() - start
         start = time.perf_counter()
-        load_or_build_index(root, manifest, verify_images=True, progress=False)
+        load_or_build_index(root, manifest, verify_images=True, show_progress=False)
         verify = time.perf_counter() - start
     pairs = index.report.label_files
     verdict = "meets" if cold < GOAL_SECONDS else "MISSES"

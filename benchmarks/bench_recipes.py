@@ -213,7 +213,7 @@ def score(predictions: Predictions) -> dict[str, float]:
 
 def rare_pairs(data: Path) -> list[tuple[int, int]]:
     """(indicator, grade) pairs holding under ``RARE_SHARE`` of the dataset's images."""
-    manifest = load_manifest(data, progress=False)
+    manifest = load_manifest(data, show_progress=False)
     shares = [
         manifest[name].value_counts(normalize=True).reindex(range(len(GRADES)), fill_value=0)
         for name in INDICATOR_NAMES
@@ -254,7 +254,7 @@ def collapsed(predictions: Predictions, train_majority: np.ndarray) -> int:
 
 def majority_grades(data: Path, run: Graded) -> np.ndarray:
     """Each indicator's most frequent grade in the training split of ``run``."""
-    manifest = load_manifest(data, progress=False).set_index("name")
+    manifest = load_manifest(data, show_progress=False).set_index("name")
     split_file = json.loads((run.source / "metrics.json").read_text())["context"]["split_file"]
     train_names = json.loads(Path(split_file).read_text())["splits"]["train"]
     train = manifest.loc[train_names, list(INDICATOR_NAMES)].to_numpy()

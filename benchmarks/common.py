@@ -118,7 +118,7 @@ def replicated_dataset(out_dir: Path, n_images: int, distinct: int = 50) -> Path
     if done.is_file():
         return root
     base = generate(out_dir / f"base-{distinct}", n_images=distinct, seed=0)
-    manifest = load_manifest(base, progress=False)
+    manifest = load_manifest(base, show_progress=False)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     for index in range(n_images):

@@ -63,7 +63,7 @@ def test_random_bytes_in_a_jpeg_that_libjpeg_only_warns_about_are_refused(folder
 def test_verification_finds_a_jpeg_with_random_bytes_in_the_middle(download: Path) -> None:
     victim = sorted(download.rglob("*.jpg"))[2]
     victim.write_bytes(scribble(victim.read_bytes()))
-    index = load_or_build_index(download, verify_images=True, progress=False)
+    index = load_or_build_index(download, verify_images=True, show_progress=False)
     problems = index.manifest.set_index("image")["image_problem"]
     location = victim.relative_to(download).as_posix()
     assert "libjpeg reports" in problems[location] and (problems.drop(location) == "").all()
@@ -125,13 +125,13 @@ def rezip(archive: Path, damage: dict[str, bytes]) -> None:
 
 def test_a_bad_crc_is_named_and_the_skip_policies_apply(tmp_path: Path) -> None:
     root = generate(tmp_path / "zips", n_images=10, seed=4, workers=1, archives=True)
-    index = load_or_build_index(root, progress=False)
+    index = load_or_build_index(root, show_progress=False)
     image = index.manifest.iloc[1]["image"]
     archive, member = image.split("::")
     rezip(root / archive, {member: scribble(Download(root).read(image), count=50)})
     with pytest.raises(OSError, match=rf"{re.escape(image)}: damaged archive member .*CRC"):
         Download(root).read(image)
-    verified = load_or_build_index(root, verify_images=True, progress=False).manifest
+    verified = load_or_build_index(root, verify_images=True, show_progress=False).manifest
     assert "damaged archive member" in verified.set_index("image")["image_problem"][image]
     assert len(load_manifest(root, on_bad_image="skip")) == 9
 
@@ -140,7 +140,7 @@ def test_a_bad_crc_is_named_and_the_skip_policies_apply(tmp_path: Path) -> None:
         first = bundle.infolist()[0]
         text = bundle.read(first)
     rezip(labels, {member_name(first): text.replace(b"0", b"1", 1)})
-    report = load_or_build_index(root, progress=False).report
+    report = load_or_build_index(root, show_progress=False).report
     assert any("damaged archive member" in problem for problem in report.bad_labels)
 
 
@@ -162,10 +162,10 @@ def test_a_truncated_index_record_is_rebuilt_with_a_warning(
 ) -> None:
     from scalp_ml.data.aihub.index import default_manifest_path
 
-    load_or_build_index(download, progress=False)
+    load_or_build_index(download, show_progress=False)
     record = default_manifest_path(download).with_suffix(".json")
     record.write_text(record.read_text()[:100])
     with caplog.at_level(logging.WARNING):
-        assert len(load_or_build_index(download, progress=False).manifest) == 10
+        assert len(load_or_build_index(download, show_progress=False).manifest) == 10
     assert f"{record} is not readable JSON" in caplog.text
     assert json.loads(record.read_text())["images"] == 10  # written whole again

@@ -37,7 +37,7 @@ def test_report_tables_leakage_and_problems_match_the_data(download: Path, tmp_p
         download, "data.on_bad_image=skip", "data.on_bad_label=skip", "data.split.strategy=image"
     )
     out = tmp_path / "report"
-    report = write_data_report(out, data, progress=False).read_text()
+    report = write_data_report(out, data, show_progress=False).read_text()
     assert (out / "grades.png").stat().st_size > 10_000
     problems = pd.read_csv(out / "problems.csv", keep_default_na=False)
     assert sorted(problems["kind"]) == ["unusable image", "unusable label"]
@@ -59,13 +59,15 @@ def test_report_tables_leakage_and_problems_match_the_data(download: Path, tmp_p
 
 
 def test_the_session_split_report_shows_no_leak(synthetic_root: Path, tmp_path: Path) -> None:
-    report = write_data_report(tmp_path, data_config(synthetic_root), progress=False).read_text()
+    report = write_data_report(
+        tmp_path, data_config(synthetic_root), show_progress=False
+    ).read_text()
     assert "### Cross-split leakage: none" in report
     assert "Strategy `session`" in report
 
 
 def test_a_refused_download_still_gets_its_report(download: Path, tmp_path: Path) -> None:
-    report = write_data_report(tmp_path, data_config(download), progress=False).read_text()
+    report = write_data_report(tmp_path, data_config(download), show_progress=False).read_text()
     assert "## Refused by the data policies" in report
     assert "1 unusable label files (data.on_bad_label=error" in report
     assert not (tmp_path / "grades.png").exists()

@@ -19,11 +19,17 @@ NO_JITTER = {"brightness": 0, "contrast": 0, "saturation": 0, "hue": 0, "p": 0}
 NO_AFFINE = {"rotate": [0, 0], "scale": [1, 1], "p": 0}
 
 
-def augment_values(flip: float = 0, jitter: dict | None = None, affine: dict | None = None):
+def augment_values(
+    flip: float = 0,
+    jitter: dict | None = None,
+    affine: dict | None = None,
+    crop: list[int] | None = None,
+):
     return {
         "horizontal_flip": flip,
         "color_jitter": {**NO_JITTER, **(jitter or {})},
         "affine": {**NO_AFFINE, **(affine or {})},
+        "crop": crop,
     }
 
 
@@ -80,6 +86,23 @@ def test_each_augmentation_is_applied_like_albumentations(
     device, cpu = on_device(photos, augment), on_cpu(photos, augment)
     assert (device - original).abs().mean() > changed  # the augmentation did something
     assert (device - cpu).abs().mean() < 0.25 * (cpu - original).abs().mean()  # the same thing
+
+
+def test_training_crops_are_windows_of_the_image_at_random_places(photos: np.ndarray) -> None:
+    """data.augment.crop: both paths cut a [h, w] window at a random place, pixels unchanged."""
+    original = on_cpu(photos, None)
+    for crops in (
+        on_cpu(photos, augment_values(crop=[48, 64])),
+        on_device(photos, augment_values(crop=[48, 64])),
+    ):
+        assert crops.shape == (4, 3, 48, 64)
+        places = set()
+        for image, crop in zip(original, crops, strict=True):
+            windows = image.unfold(1, 48, 1).unfold(2, 64, 1)  # [3, rows, cols, 48, 64]
+            error = (windows - crop[:, None, None]).abs().amax(dim=(0, 3, 4))
+            assert float(error.min()) < 1e-5  # the crop is one window of the image
+            places.add(tuple(int(i) for i in np.unravel_index(int(error.argmin()), error.shape)))
+        assert len(places) > 1  # at random places
 
 
 def test_brightness_shifts_the_mean(photos: np.ndarray) -> None:
@@ -156,6 +179,19 @@ def test_training_batches_are_augmented_and_decoded_on_the_device(synthetic_root
 def test_bad_pipeline_settings_are_named(synthetic_root: Path) -> None:
     with pytest.raises(ValueError, match=r"data\.decode_on=gpu needs data\.augment_on=gpu"):
         datamodule(synthetic_root, "data.decode_on=gpu")
+    with pytest.raises(ValueError, match=r"data\.augment\.crop=\[48, 96\] does not fit"):
+        datamodule(synthetic_root, "data.augment.crop=[48,96]")
+
+
+@pytest.mark.parametrize("augment_on", ["cpu", "gpu"])
+def test_training_batches_are_crops_and_evaluation_sees_the_whole_input(
+    synthetic_root: Path, augment_on: str
+) -> None:
+    module = datamodule(
+        synthetic_root, "data.augment.crop=[32,48]", f"data.augment_on={augment_on}"
+    )
+    assert training_batch(module)["image"].shape == (32, 3, 32, 48)
+    assert next(iter(module.val_dataloader()))["image"].shape[1:] == (3, 64, 64)
 
 
 def test_training_with_device_augmentation_and_decoding(

@@ -27,34 +27,34 @@ def download(zips: Path, tmp_path: Path) -> Path:
 
 
 def test_the_index_is_saved_beside_the_data_and_reused_while_unchanged(download: Path) -> None:
-    first = load_or_build_index(download, progress=False)
+    first = load_or_build_index(download, show_progress=False)
     path = default_manifest_path(download)
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["images"] == 10 and meta["verified"] is False
     assert meta["report"]["files"] == first.report.files
     stamp = path.stat().st_mtime_ns
-    again = load_or_build_index(download, progress=False)
+    again = load_or_build_index(download, show_progress=False)
     assert path.stat().st_mtime_ns == stamp
     assert again.manifest.equals(first.manifest) and again.report == first.report
     assert again.manifest["site"].str.len().eq(4).all()  # "0013" stays text
     archive = next(download.rglob("*.zip"))
     os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
-    load_or_build_index(download, progress=False)
+    load_or_build_index(download, show_progress=False)
     assert path.stat().st_mtime_ns != stamp
 
 
 def test_a_manifest_that_does_not_match_its_record_is_rebuilt(download: Path) -> None:
-    load_or_build_index(download, progress=False)
+    load_or_build_index(download, show_progress=False)
     path = default_manifest_path(download)
     path.write_text(path.read_text()[:200])  # as if cut short by hand
-    assert len(load_or_build_index(download, progress=False).manifest) == 10
+    assert len(load_or_build_index(download, show_progress=False).manifest) == 10
     assert len(path.read_text().splitlines()) == 11
 
 
 def test_verification_finds_a_truncated_image_inside_an_archive(
     download: Path, tmp_path: Path
 ) -> None:
-    index = load_or_build_index(download, progress=False)
+    index = load_or_build_index(download, show_progress=False)
     victim = index.manifest.iloc[3]
     archive = download / victim["archive"]
     member = victim["image"].split("::")[1]
@@ -66,7 +66,7 @@ def test_verification_finds_a_truncated_image_inside_an_archive(
             target.writestr(name, data[: len(data) // 2] if name == member else data)
     shutil.move(rewritten, archive)  # now with UTF-8 names: both encodings are read
     manifest_path = tmp_path / "elsewhere" / "manifest.csv"
-    index = load_or_build_index(download, manifest_path, verify_images=True, progress=False)
+    index = load_or_build_index(download, manifest_path, verify_images=True, show_progress=False)
     problems = index.manifest.set_index("image")["image_problem"]
     assert problems[victim["image"]].startswith(
         f"{victim['image']}: cannot decode the image (corrupt or truncated data)"
@@ -84,7 +84,7 @@ def test_an_unwritable_manifest_path_is_named_before_indexing(download: Path) ->
     blocker.write_text("")
     target = blocker / "manifest.csv"
     with pytest.raises(OSError, match=f"Cannot write the manifest {target}: .*data.manifest_file"):
-        load_or_build_index(download, target, progress=False)
+        load_or_build_index(download, target, show_progress=False)
 
 
 def run_index_command(root: Path) -> subprocess.CompletedProcess:

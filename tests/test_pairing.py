@@ -46,7 +46,7 @@ def label_files(root: Path) -> list[Path]:
 
 
 def test_manifest_of_the_synthetic_download(synthetic_root: Path) -> None:
-    manifest = build_index(synthetic_root, progress=False).manifest
+    manifest = build_index(synthetic_root, show_progress=False).manifest
     assert len(manifest) == 240 and manifest["name"].is_unique
     row = manifest.iloc[0]
     assert (synthetic_root / row["image"]).is_file()
@@ -61,7 +61,7 @@ def test_manifest_of_the_synthetic_download(synthetic_root: Path) -> None:
 
 
 def test_duplicates_across_condition_folders_are_one_sample_and_counted(tree: Path) -> None:
-    index = build_index(tree, progress=False)
+    index = build_index(tree, show_progress=False)
     copies = len(list(tree.rglob("*.jpg"))) - 15
     assert copies > 0
     assert len(index.manifest) == 15 and index.manifest["name"].is_unique
@@ -78,8 +78,8 @@ def test_zip_archives_with_cp949_names_give_the_manifest_of_the_extracted_tree(
         info = bundle.infolist()[0]
     assert not info.flag_bits & 0x800  # no UTF-8 flag: the name is CP949 bytes
     assert info.filename.encode("cp437").decode("cp949").startswith(archive.stem + "/")
-    from_tree = build_index(tree, progress=False)
-    from_zips = build_index(zips, progress=False)
+    from_tree = build_index(tree, show_progress=False)
+    from_zips = build_index(zips, show_progress=False)
     assert from_zips.report == from_tree.report
     pd.testing.assert_frame_equal(from_zips.manifest[KEYS], from_tree.manifest[KEYS])
     row = from_zips.manifest.iloc[0]
@@ -91,12 +91,12 @@ def test_zip_archives_with_cp949_names_give_the_manifest_of_the_extracted_tree(
 
 
 def test_any_nesting_pairs_labels_and_images_by_file_name(download: Path) -> None:
-    expected = build_index(download, progress=False).manifest
+    expected = build_index(download, show_progress=False).manifest
     for path in [*download.rglob("*.jpg"), *label_files(download)]:
         target = download / "deep" / "er" / path.suffix[1:] / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
-    moved = build_index(download, progress=False).manifest
+    moved = build_index(download, show_progress=False).manifest
     assert moved["name"].tolist() == expected["name"].tolist()
     assert moved["image"].str.startswith("deep/er/jpg/").all()
 
@@ -108,7 +108,7 @@ def test_a_conflicting_duplicate_is_an_error_naming_both_files_or_dropped(downlo
     other = download / "Training" / "02.라벨링데이터" / "[라벨]미세각질_3.중증" / first.name
     other.parent.mkdir(parents=True, exist_ok=True)
     other.write_text(json.dumps(content))
-    index = build_index(download, progress=False)
+    index = build_index(download, show_progress=False)
     with pytest.raises(LabelError, match="1 images with conflicting labels") as error:
         usable_manifest(index)
     message = str(error.value)
@@ -126,7 +126,7 @@ def test_bad_label_files_are_an_error_naming_them_or_skipped(download: Path) -> 
     broken.write_text('{"value_1": "0", ')
     cp_garbage = label_files(download)[1]
     cp_garbage.write_bytes(b"\xff\xfe\x00\xd8\x81")
-    index = build_index(download, progress=False)
+    index = build_index(download, show_progress=False)
     with pytest.raises(LabelError, match="2 unusable label files") as error:
         usable_manifest(index)
     assert f"{broken.relative_to(download)}: not valid JSON" in str(error.value)
@@ -140,7 +140,7 @@ def test_a_label_file_far_larger_than_a_label_is_never_read(download: Path) -> N
     huge = label_files(download)[0]
     with huge.open("ab") as file:  # 1.5 MB of trailing spaces: still valid JSON, not a label
         file.write(b" " * 1_500_000)
-    index = build_index(download, progress=False)
+    index = build_index(download, show_progress=False)
     assert index.report.bad_labels == [
         f"{huge.relative_to(download)}: {huge.stat().st_size:,} bytes, far larger than a label "
         "(at most 1,000,000); not read"
@@ -159,7 +159,7 @@ def test_labels_without_image_and_images_without_label_are_reported_and_skipped(
     lonely_image = next(p for p in download.rglob("*.jpg"))
     for label in download.rglob(f"{lonely_image.stem}.json"):
         label.unlink()
-    index = build_index(download, progress=False)
+    index = build_index(download, show_progress=False)
     assert index.report.labels_without_image == [str(lonely_label.relative_to(download))]
     assert index.report.images_without_label == [str(lonely_image.relative_to(download))]
     assert len(usable_manifest(index)) == 13
@@ -175,7 +175,7 @@ def test_images_that_are_no_images_are_found_without_decoding(
     image = sorted(download.rglob("*.jpg"))[0]
     for copy in download.rglob(image.name):
         copy.write_bytes(content)
-    index = build_index(download, progress=False)
+    index = build_index(download, show_progress=False)
     with pytest.raises(BadImageError, match="1 unusable images") as error:
         usable_manifest(index)
     location = index.manifest.set_index("name").loc[image.name, "image"]
@@ -187,7 +187,7 @@ def test_a_spoiled_copy_of_a_duplicate_image_gives_way_to_a_readable_one(downloa
     stems = [p.stem for p in download.rglob("*.jpg")]
     twice = sorted(p for p in download.rglob("*.jpg") if stems.count(p.stem) == 2)[0]
     twice.write_bytes(b"")
-    row = build_index(download, progress=False).manifest.set_index("name").loc[twice.name]
+    row = build_index(download, show_progress=False).manifest.set_index("name").loc[twice.name]
     assert row["image_problem"] == "" and row["image"] != str(twice.relative_to(download))
     assert row["width"] == 640
 
@@ -205,7 +205,7 @@ def test_empty_or_missing_root_is_an_error_naming_the_path(tmp_path: Path) -> No
 def test_policies_must_be_known_values(tree: Path) -> None:
     message = "data.on_conflict must be one of error|drop, got 'keep'"
     with pytest.raises(ValueError, match=re.escape(message)):
-        usable_manifest(build_index(tree, progress=False), on_conflict="keep")
+        usable_manifest(build_index(tree, show_progress=False), on_conflict="keep")
 
 
 def test_hidden_folders_are_not_data(download: Path) -> None:

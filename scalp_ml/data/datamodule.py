@@ -108,6 +108,7 @@ class ScalpDataModule(L.LightningDataModule):
         _check_pipeline(cache, augment_on, decode_on)
         self.root = Path(root)
         self.image_size = input_size(image_size)
+        _check_crop(augment.get("crop"), self.image_size)
         self.ratios = tuple(split["ratios"])
         self.split_seed = int(split["seed"])
         self.strategy = split.get("strategy", "image")
@@ -339,6 +340,19 @@ def _check_pipeline(cache: str, augment_on: str, decode_on: str) -> None:
         raise ValueError(
             "data.decode_on=gpu needs data.augment_on=gpu and data.cache=none "
             f"(got augment_on={augment_on}, cache={cache})"
+        )
+
+
+def _check_crop(crop: Sequence[int] | None, image_size: tuple[int, int]) -> None:
+    """Raises ValueError naming the settings when a training crop does not fit the input."""
+    if crop is None:
+        return
+    height, width = input_size(crop)
+    if height > image_size[0] or width > image_size[1]:
+        raise ValueError(
+            f"data.augment.crop={list(crop)} does not fit in data.image_size={list(image_size)}: "
+            "the crop is cut from the input, e.g. data.image_size=[480,640] "
+            "data.augment.crop=[240,320]"
         )
 
 

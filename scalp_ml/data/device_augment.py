@@ -39,7 +39,9 @@ def _augmentation(augment: Mapping[str, Any]) -> nn.Sequential:
     K = require("kornia.augmentation", "gpu", "data.augment_on=gpu (kornia augmentation)")
     jitter = dict(augment["color_jitter"])
     affine = dict(augment["affine"])
+    crop = [K.RandomCrop(tuple(augment["crop"]))] if augment.get("crop") else []
     return nn.Sequential(
+        *crop,
         K.RandomHorizontalFlip(p=augment["horizontal_flip"]),
         K.ColorJitter(
             brightness=jitter["brightness"],

@@ -83,20 +83,22 @@ def problems_table(index: Index) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "location", "problem"])
 
 
-def write_data_report(out_dir: Path, data: Mapping[str, Any], progress: bool = True) -> Path:
+def write_data_report(out_dir: Path, data: Mapping[str, Any], show_progress: bool = True) -> Path:
     """Indexes ``data.root`` (or reuses its index) and writes the report into ``out_dir``.
 
     Args:
         out_dir: Folder of the report.
         data: The ``data`` config (root, manifest file, policies, split).
-        progress: Show progress bars.
+        show_progress: Show progress bars.
 
     Returns:
         The Markdown report's path.
     """
     root = Path(data["root"])
     manifest_file = data.get("manifest_file") or default_manifest_path(root)
-    index = load_or_build_index(root, manifest_file, data.get("verify_images", False), progress)
+    index = load_or_build_index(
+        root, manifest_file, data.get("verify_images", False), show_progress
+    )
     problems = problems_table(index)
     atomic_write_text(out_dir / "problems.csv", problems.to_csv(index=False))
     lines = [

@@ -51,7 +51,7 @@ def load_or_build_index(
     root: str | Path,
     manifest_path: str | Path | None = None,
     verify_images: bool = False,
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> Index:
     """The download's index: reused when its fingerprint matches, else built and saved.
 
@@ -60,7 +60,7 @@ def load_or_build_index(
         manifest_path: Where to keep the manifest; ``None``: :func:`default_manifest_path`.
         verify_images: Also decode every image once (in parallel, cached), so that corrupt or
             truncated files are known before training rather than met mid-epoch.
-        progress: Show progress bars.
+        show_progress: Show progress bars.
 
     Raises:
         FileNotFoundError: ``root`` does not exist, is empty or holds no labels.
@@ -73,10 +73,10 @@ def load_or_build_index(
     changed = index is None
     if index is None:
         check_writable(path, "manifest", "data.manifest_file", "/tmp/manifest.csv")
-        index = build_index(root, progress)
+        index = build_index(root, show_progress)
     if verify_images and not verified:
         check_writable(path, "manifest", "data.manifest_file", "/tmp/manifest.csv")
-        _verify(root, index.manifest, progress)
+        _verify(root, index.manifest, show_progress)
         verified = changed = True
     if changed:
         _save(path, index, stamp, verified)
@@ -90,14 +90,14 @@ def load_manifest(
     on_conflict: str = "error",
     on_bad_image: str = "error",
     on_bad_label: str = "error",
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> pd.DataFrame:
     """The usable rows of a download's index.
 
     See :func:`load_or_build_index` for the index and
     :func:`scalp_ml.data.aihub.usable_manifest` for the policies.
     """
-    index = load_or_build_index(root, manifest, verify_images, progress)
+    index = load_or_build_index(root, manifest, verify_images, show_progress)
     return usable_manifest(index, on_conflict, on_bad_image, on_bad_label)
 
 

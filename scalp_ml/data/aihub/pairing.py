@@ -112,7 +112,7 @@ def subset_of(location: str) -> str:
     return match.group(0).capitalize() if match else ""
 
 
-def build_index(root: str | Path, progress: bool = True) -> Index:
+def build_index(root: str | Path, show_progress: bool = True) -> Index:
     """Pairs every label JSON below ``root`` (folders or zip archives) with its image.
 
     Labels and images pair by file stem wherever they sit. An image filed under several
@@ -127,12 +127,12 @@ def build_index(root: str | Path, progress: bool = True) -> Index:
     try:
         locations = list(download.locations(list_files(root)))
         report = IndexReport(files=len(locations))
-        labels, images = _read_labels(download, locations, report, progress)
+        labels, images = _read_labels(download, locations, report, show_progress)
         if not labels and not report.bad_labels:
             raise FileNotFoundError(f"No label JSON files found under {root}")
         rows = [
             _row(download, copies, images[stem], report)
-            for stem, copies in _shown(sorted(labels.items()), progress, "Checking images")
+            for stem, copies in _shown(sorted(labels.items()), show_progress, "Checking images")
             if stem in images
         ]
     finally:
@@ -161,12 +161,15 @@ def build_index(root: str | Path, progress: bool = True) -> Index:
 
 
 def _read_labels(
-    download: Download, locations: list[tuple[str, int]], report: IndexReport, progress: bool
+    download: Download,
+    locations: list[tuple[str, int]],
+    report: IndexReport,
+    show_progress: bool,
 ) -> tuple[dict[str, list[Label]], dict[str, list[tuple[str, int]]]]:
     """Parses every label; collects label copies and image files by image stem."""
     labels: dict[str, list[Label]] = {}
     images: dict[str, list[tuple[str, int]]] = {}
-    for location, size in _shown(locations, progress, "Reading labels"):
+    for location, size in _shown(locations, show_progress, "Reading labels"):
         name = PurePosixPath(location_name(location))
         suffix = name.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
