@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 # pip warns about every package missing from this machine's local mirrors: noise, not errors.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff bench-recipes bench-cv lint format clean
+.PHONY: install data train test test-slow bench bench-infer bench-index bench-data bench-train bench-gpu bench-memory bench-cli bench-tradeoff bench-recipes bench-cv bench-probe lint format clean
 
 install: $(STAMP)  ## create .venv with the pinned stack and the package (editable, every extra: dev,all)
 
@@ -67,6 +67,10 @@ bench-cv: install  ## 5-fold CV of the demo, the folds' ensemble vs the single m
 
 bench-recipes: install  ## the ablation: study recipe vs each change, the recommended recipe, seeds, hard set (~1.5 h)
 	$(PY) benchmarks/bench_recipes.py --data $(DATA) --images $(N_IMAGES)
+
+bench-probe: install  ## one head alone on the harder set (dandruff, 120x160): can the demo network learn it? (~6 min)
+	$(PY) -m scalp_ml.data.synthetic out_dir=data/synthetic_hard n_images=$(N_IMAGES) lesion_scale=0.6 lesion_contrast=0.5
+	$(PY) benchmarks/probe_head.py --data data/synthetic_hard --indicator dandruff --epochs 30 --override 'data.image_size=[120,160]'
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
