@@ -12,7 +12,8 @@ def test_default_config_is_the_study_recipe() -> None:
     assert cfg.data.image_size == 448
     assert list(cfg.data.split.ratios) == [0.7, 0.15, 0.15]
     assert cfg.data.batch_size == 16
-    assert set(cfg.data.augment) == {"horizontal_flip", "color_jitter", "affine"}
+    assert set(cfg.data.augment) == {"horizontal_flip", "color_jitter", "affine", "crop"}
+    assert cfg.data.augment.crop is None  # trained on the whole letterboxed image
     jitter, affine = cfg.data.augment.color_jitter, cfg.data.augment.affine
     assert (
         jitter.brightness > 0 and jitter.contrast > 0 and jitter.hue > 0 and jitter.saturation > 0
