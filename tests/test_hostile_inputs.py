@@ -219,6 +219,8 @@ def test_ctrl_c_exits_130_with_the_resume_hint(
     sender = f"+callbacks.sigint._target_={SigintInSecondEpoch.__module__}.SigintInSecondEpoch"
     overrides = train_overrides(synthetic_root, tmp_path, "trainer.max_epochs=2", sender)
     handler = signal.getsignal(signal.SIGINT)
+    # Ctrl-C as in a terminal, also when the suite runs where it is ignored (nohup, a "&" job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit) as stopped:
             train(compose_train(overrides))

@@ -108,6 +108,11 @@ def new_children(before: set[multiprocessing.Process]) -> set[int]:
     return {p.pid for p in set(multiprocessing.active_children()) - before if p.pid}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the child, also when the suite runs where it is ignored (nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """A Python subprocess in its own session (a terminal's foreground job) and its workers."""
 
@@ -123,6 +128,7 @@ class Command:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
         os.sched_setaffinity(self.process.pid, CPUS)  # before it starts any thread or worker
 
