@@ -20,6 +20,7 @@ from tests.conftest import FAST, compose_config
 ODD_SPLIT = ["data.split.strategy=image", "data.split.ratios=[0.7,0.155,0.145]"]
 
 
+@pytest.mark.slow  # two gloo training processes end to end (~20 s)
 def test_ddp_validation_equals_a_single_process_evaluation(synthetic_root: Path, tmp_path: Path):
     from scalp_ml.evaluation.command import evaluate
 

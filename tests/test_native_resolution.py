@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scalp_ml.data.dataset import Photographs
 from scalp_ml.inference.export import export
@@ -11,6 +12,7 @@ from scalp_ml.inference.predictors import OnnxPredictor, load_predictor
 from tests.conftest import FAST, compose_train
 
 
+@pytest.mark.slow  # a whole train, export, predict and Grad-CAM run (~20 s)
 def test_a_rectangular_input_trains_exports_predicts_and_explains(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

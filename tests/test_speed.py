@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -25,6 +26,7 @@ def test_channels_last_and_compile_keep_the_checkpoint_layout() -> None:
     assert list(model.state_dict()) == keys  # compiled in place: checkpoints load as before
 
 
+@pytest.mark.slow  # a training run with bf16 autocast on CPU (~8 s)
 def test_mixed_precision_accumulation_and_clipping_run(synthetic_root: Path, tmp_path: Path):
     from scalp_ml.train import train
 
