@@ -73,6 +73,7 @@ def test_offsets_are_fitted_on_validation_only_and_graded_with(
     )
 
 
+@pytest.mark.slow  # trains, tunes, exports and grades the export (~13 s)
 def test_offsets_and_tta_are_inside_the_exported_file(
     best_checkpoint: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_offsets_and_tta_are_inside_the_exported_file(
         load_predictor(onnx, tta="hflip")
 
 
+@pytest.mark.slow  # a training run with EMA, its checkpoints and export (~18 s)
 def test_ema_weights_are_validated_saved_and_exported(synthetic_root: Path, tmp_path: Path) -> None:
     from scalp_ml.evaluation.command import evaluate
     from scalp_ml.train import train

@@ -43,6 +43,7 @@ def validated_epochs(run_dir: Path) -> list[int]:
     return log.loc[log["val/macro_f1"].notna(), "epoch"].astype(int).tolist()
 
 
+@pytest.mark.slow  # three short training runs (~14 s)
 def test_a_resumed_run_repeats_the_uninterrupted_one(
     synthetic_root: Path, tmp_path: Path, demo_run: tuple[Path, dict]
 ) -> None:
