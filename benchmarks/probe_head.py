@@ -19,20 +19,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from common import append_section, argument_parser, compose, table
-from sklearn.metrics import f1_score
 from torch.nn import functional as F
 
-from scalp_ml.config import plain
 from scalp_ml.data.datamodule import ScalpDataModule
+from scalp_ml.evaluation.offsets import macro_f1
 from scalp_ml.labels import INDICATOR_NAMES, NUM_GRADES
 from scalp_ml.models.network import GradingNetwork
-
-GRADES = list(range(NUM_GRADES))
-
-
-def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Macro-F1 over the four grades (absent grades count as 0, as in the study's metric)."""
-    return float(f1_score(truth, predicted, labels=GRADES, average="macro", zero_division=0))
+from scalp_ml.training.job import data_settings
 
 
 def validation_grades(
@@ -61,7 +54,7 @@ def main() -> None:
     overrides = ["experiment=demo", f"data.root={args.data}", *args.override]
     cfg = compose("train", overrides)
     torch.manual_seed(args.seed)
-    datamodule = ScalpDataModule(**plain(cfg.data), seed=args.seed)
+    datamodule = ScalpDataModule(**data_settings(cfg.data), seed=args.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     indicator = INDICATOR_NAMES.index(args.indicator)
@@ -71,7 +64,7 @@ def main() -> None:
     network = GradingNetwork(cfg.model.backbone, mean=cfg.model.mean, std=cfg.model.std)
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.optimizer.lr)
     truth, _ = validation_grades(network, datamodule, indicator)
-    majority = np.full_like(truth, np.bincount(train_grades).argmax())
+    majority = np.full_like(truth, counts.argmax())
     uniform = np.random.default_rng(args.seed).integers(0, NUM_GRADES, len(truth))
     rows = []
     for epoch in range(args.epochs):
